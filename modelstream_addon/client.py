@@ -1,0 +1,290 @@
+"""HTTP client for the ModelStream API (a relay of Tripo's v2 task API). No bpy here.
+
+One `requests.Session`, bearer auth, connect/read timeouts on every call. GETs are retried
+with back-off; a task-creating POST is resent only when it provably never reached the
+service, so a user is never charged twice.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import time
+
+import requests
+import urllib3.exceptions
+
+from . import errors
+
+log = logging.getLogger("modelstream")
+
+DEFAULT_BASE_URL = "https://api.modelstream.ai"
+TASK_PATH = "/tripo/v2/openapi/task"
+USER_AGENT = "modelstream-blender/0.1"
+DEFAULT_MAX_DOWNLOAD = 512 * 1024 * 1024
+
+# Tripo's numeric error codes, upstream of the relay.
+_CODE_CLASSES = {
+    1002: errors.AuthenticationError,
+    1004: errors.InvalidRequestError,
+    1007: errors.RateLimitError,
+    2000: errors.RateLimitError,
+    2001: errors.NotFoundError,
+    2008: errors.ContentPolicyError,
+    2009: errors.InvalidRequestError,
+    2010: errors.PaymentRequiredError,
+}
+_STATUS_CLASSES = {
+    400: errors.InvalidRequestError,
+    401: errors.AuthenticationError,
+    402: errors.PaymentRequiredError,
+    403: errors.ForbiddenError,
+    404: errors.NotFoundError,
+    422: errors.InvalidRequestError,
+    429: errors.RateLimitError,
+}
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a Retry-After header (seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def error_from_response(resp, task_id=None):
+    """Build the typed error for a non-success reply, from either error shape."""
+    trace_id = resp.headers.get("X-Tripo-Trace-ID")
+    message = code = param = suggestion = None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            message, code, param = err.get("message"), err.get("code"), err.get("param")
+        elif body.get("code") not in (None, 0):
+            message, code = body.get("message"), body.get("code")
+            suggestion = body.get("suggestion")
+    if not message:
+        message = f"HTTP {resp.status_code} {resp.reason or ''}".strip()
+    if suggestion:
+        message = f"{message} ({suggestion})"
+    try:
+        numeric = int(code)
+    except (TypeError, ValueError):
+        numeric = None
+    cls = _CODE_CLASSES.get(numeric) or _STATUS_CLASSES.get(resp.status_code)
+    if cls is None:
+        cls = errors.ServiceError if resp.status_code >= 500 else errors.ModelStreamError
+    kw = dict(status=resp.status_code, code=code, param=param, trace_id=trace_id,
+              task_id=task_id)
+    if cls is errors.RateLimitError:
+        kw["retry_after"] = parse_retry_after(resp.headers.get("Retry-After"))
+    return cls(f"ModelStream: {message}", **kw)
+
+
+def _never_reached(exc):
+    """True when the connection was never made, so the request cannot have been seen."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (urllib3.exceptions.NewConnectionError,
+                          urllib3.exceptions.ConnectTimeoutError,
+                          requests.exceptions.ConnectTimeout)):
+            return True
+        if isinstance(e, (urllib3.exceptions.ProtocolError, requests.exceptions.ReadTimeout)):
+            return False
+        stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__])
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+    return False
+
+
+class ModelStreamClient:
+    """Talks to one base URL with one key. Safe to share between worker threads."""
+
+    def __init__(self, api_key, base_url=DEFAULT_BASE_URL, *, connect_timeout=10.0,
+                 read_timeout=60.0, max_retries=4, backoff=1.0, proxies=None, verify=True):
+        if not api_key or not api_key.strip():
+            raise errors.ConfigError(
+                "No API key: set the MODELSTREAM_API_KEY environment variable or "
+                "Edit > Preferences > Add-ons > ModelStream > API Key.")
+        base_url = (base_url or "").strip().rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise errors.ConfigError(
+                f"Base URL must start with http:// or https://, got {base_url!r}.")
+        self._key = api_key.strip()
+        self.base_url = base_url
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = USER_AGENT
+        if proxies is not None:
+            self._session.proxies.update(proxies)
+            self._session.trust_env = False
+        self._session.verify = verify
+
+    def __repr__(self):
+        return f"ModelStreamClient(base_url={self.base_url!r}, api_key=<hidden>)"
+
+    def close(self):
+        self._session.close()
+
+    def _auth(self):
+        return {"Authorization": f"Bearer {self._key}"}
+
+    def _sleep(self, seconds, cancel):
+        if cancel is not None:
+            if cancel.wait(seconds):
+                raise errors.CancelledError("Cancelled.")
+        else:
+            time.sleep(seconds)
+
+    def _delay(self, attempt, err=None):
+        if isinstance(err, errors.RateLimitError) and err.retry_after is not None:
+            return min(err.retry_after, 120.0)
+        return self.backoff * (2 ** attempt) * (0.5 + random.random())
+
+    def _send(self, method, url, *, creates, task_id=None, **kw):
+        """One request; transport failures become typed errors without the key."""
+        try:
+            resp = self._session.request(method, url, headers=self._auth(),
+                                         timeout=self.timeout, **kw)
+        except requests.exceptions.SSLError as e:
+            raise errors.ConnectionFailedError(
+                f"TLS/certificate error talking to {self.base_url}: {_short(e)}. Behind a "
+                "corporate proxy, set a CA bundle in the add-on preferences.",
+                task_id=task_id) from None
+        except requests.exceptions.RequestException as e:
+            if _never_reached(e):
+                raise errors.ConnectionFailedError(
+                    f"Could not connect to {self.base_url}: {_short(e)}.",
+                    task_id=task_id) from None
+            if creates:
+                raise errors.RequestUncertainError(
+                    f"The connection to {self.base_url} broke after the request was sent "
+                    f"({type(e).__name__}).", task_id=task_id) from None
+            raise errors.ReadTimeoutError(
+                f"No answer from {self.base_url} ({type(e).__name__}).",
+                task_id=task_id) from None
+        if resp.status_code >= 400:
+            raise error_from_response(resp, task_id)
+        try:
+            body = resp.json()
+        except ValueError:
+            raise errors.ServiceError(
+                f"ModelStream answered HTTP {resp.status_code} with a body that is not JSON.",
+                trace_id=resp.headers.get("X-Tripo-Trace-ID"), task_id=task_id) from None
+        if not isinstance(body, dict):
+            raise errors.ServiceError("ModelStream answered with unexpected JSON.",
+                                      task_id=task_id)
+        if body.get("code") not in (0, None) or isinstance(body.get("error"), dict):
+            raise error_from_response(resp, task_id)
+        return body, resp.headers.get("X-Tripo-Trace-ID")
+
+    def create_task(self, body, cancel=None):
+        """POST a task; returns its id. Resent only when it never reached the service."""
+        url = self.base_url + TASK_PATH
+        for attempt in range(self.max_retries + 1):
+            try:
+                reply, trace = self._send("POST", url, creates=True, json=body)
+                break
+            except (errors.ConnectionFailedError, errors.RateLimitError) as e:
+                if attempt >= self.max_retries:
+                    raise
+                log.info("create task: %s; retrying", type(e).__name__)
+                self._sleep(self._delay(attempt, e), cancel)
+        data = reply.get("data") or {}
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not task_id:
+            raise errors.ServiceError("ModelStream accepted the task but sent no task_id.",
+                                      trace_id=trace)
+        return str(task_id)
+
+    def get_task(self, task_id, cancel=None):
+        """GET a task's data dict, retrying transient failures with back-off."""
+        url = f"{self.base_url}{TASK_PATH}/{task_id}"
+        for attempt in range(self.max_retries + 1):
+            try:
+                reply, _ = self._send("GET", url, creates=False, task_id=task_id)
+                break
+            except errors.ModelStreamError as e:
+                if not e.retryable or attempt >= self.max_retries:
+                    raise
+                self._sleep(self._delay(attempt, e), cancel)
+        data = reply.get("data")
+        if not isinstance(data, dict):
+            raise errors.ServiceError("ModelStream sent a task without data.",
+                                      task_id=task_id)
+        return data
+
+    def download(self, url, dest, *, cancel=None, max_bytes=DEFAULT_MAX_DOWNLOAD,
+                 task_id=None):
+        """Stream `url` to `dest` via a .part file; the key is never sent to file hosts."""
+        part = dest + ".part"
+        try:
+            with self._session.get(url, stream=True, timeout=self.timeout) as resp:
+                if resp.status_code in (403, 404, 410):
+                    raise errors.DownloadError(
+                        f"The output file URL answered HTTP {resp.status_code} (expired?).",
+                        status=resp.status_code, task_id=task_id)
+                if resp.status_code >= 400:
+                    raise errors.DownloadError(
+                        f"Downloading the result failed: HTTP {resp.status_code}.",
+                        status=resp.status_code, task_id=task_id)
+                expected = resp.headers.get("Content-Length")
+                expected = int(expected) if expected and expected.isdigit() else None
+                if expected is not None and expected > max_bytes:
+                    raise errors.DownloadError(
+                        f"The result is {expected} bytes, over the {max_bytes}-byte limit.",
+                        task_id=task_id)
+                size = 0
+                with open(part, "wb") as f:
+                    for chunk in resp.iter_content(chunk_size=1 << 16):
+                        if cancel is not None and cancel.is_set():
+                            raise errors.CancelledError("Cancelled.", task_id=task_id)
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise errors.DownloadError(
+                                f"The result is over the {max_bytes}-byte limit.",
+                                task_id=task_id)
+                        f.write(chunk)
+            if expected is not None and size != expected:
+                raise errors.DownloadError(
+                    f"The download was cut short ({size} of {expected} bytes).",
+                    task_id=task_id)
+            os.replace(part, dest)
+            return size
+        except requests.exceptions.RequestException as e:
+            raise errors.DownloadError(f"Downloading the result failed: {_short(e)}.",
+                                       task_id=task_id) from None
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
+
+
+def _short(exc):
+    """A one-line reason from a requests exception (they carry URLs, never headers)."""
+    text = str(exc)
+    for marker in ("Caused by ", "due to "):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    return text.strip("()'\" ")[:200]

@@ -1,0 +1,72 @@
+"""Bring a downloaded model into the scene under one Empty, or leave nothing behind."""
+
+import bpy
+
+COLLECTION = "ModelStream"
+_IMPORTERS = {
+    "glb": lambda path: bpy.ops.import_scene.gltf(filepath=path),
+    "fbx": lambda path: bpy.ops.import_scene.fbx(filepath=path),
+}
+_DATA = ("objects", "meshes", "materials", "images", "textures", "node_groups", "armatures",
+         "actions", "cameras", "lights", "collections")
+
+
+class ImportFailed(Exception):
+    pass
+
+
+def _snapshot():
+    return {name: set(getattr(bpy.data, name)) for name in _DATA}
+
+
+def _remove_new(before):
+    for name in _DATA:
+        collection = getattr(bpy.data, name)
+        for block in [b for b in collection if b not in before[name]]:
+            collection.remove(block)
+
+
+def _collection(scene):
+    coll = bpy.data.collections.get(COLLECTION)
+    if coll is None:
+        coll = bpy.data.collections.new(COLLECTION)
+    if coll.name not in scene.collection.children:
+        scene.collection.children.link(coll)
+    return coll
+
+
+def import_model(context, path, fmt, *, name, task_id, task_type, prompt, location):
+    """Import `path` and parent it under a new Empty at `location`; returns the Empty."""
+    if fmt not in _IMPORTERS:
+        raise ImportFailed(f"Cannot import a {fmt!r} file.")
+    before = _snapshot()
+    try:
+        result = _IMPORTERS[fmt](path)
+        new = [o for o in bpy.data.objects if o not in before["objects"]]
+        if result != {'FINISHED'} or not new:
+            raise ImportFailed(f"The {fmt.upper()} file imported no objects.")
+        coll = _collection(context.scene)
+        empty = bpy.data.objects.new(name, None)
+        empty.empty_display_type = 'PLAIN_AXES'
+        empty.location = location
+        coll.objects.link(empty)
+        empty["modelstream_task_id"] = task_id
+        empty["modelstream_type"] = task_type
+        empty["modelstream_prompt"] = prompt
+        new_set = set(new)
+        for obj in new:
+            for owner in list(obj.users_collection):
+                owner.objects.unlink(obj)
+            coll.objects.link(obj)
+            if obj.parent not in new_set:
+                obj.parent = empty
+        for obj in context.view_layer.objects.selected:
+            obj.select_set(False)
+        empty.select_set(True)
+        context.view_layer.objects.active = empty
+    except Exception as e:
+        _remove_new(before)
+        if isinstance(e, ImportFailed):
+            raise
+        raise ImportFailed(f"Importing the model failed: {e}") from None
+    return empty

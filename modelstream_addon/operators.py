@@ -1,0 +1,140 @@
+"""Operators. Generate is modal in the GUI and synchronous in background mode.
+
+Both paths run the same engine: the GUI drains it from a window-manager timer, background
+mode blocks on it. Everything is validated before a request, so bad input costs nothing and
+leaves the scene as it was.
+"""
+
+import sys
+
+import bpy
+from bpy.props import StringProperty
+
+from . import errors, importer, preferences, runtime, tasks
+from .engine import CANCELLED, READY
+from .properties import OPTION_NAMES, OperatorOptions
+
+OFFLINE = ("Online access is off: enable Edit > Preferences > System > Network > "
+           "Allow Online Access (or start Blender with --online-mode)")
+
+
+def online_poll(cls):
+    if not bpy.app.online_access:
+        cls.poll_message_set(OFFLINE)
+        return False
+    return True
+
+
+class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
+    """Generate a 3D model with ModelStream and add it at the 3D cursor"""
+
+    bl_idname = "modelstream.generate"
+    bl_label = "Generate Model"
+    # UNDO without REGISTER: the redo panel would re-run execute() and pay for a new task.
+    bl_options = {'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        return online_poll(cls)
+
+    def _options(self, context):
+        """Properties a caller set win; the rest come from the panel's scene settings."""
+        settings = context.scene.modelstream
+        return {name: getattr(self if self.properties.is_property_set(name) else settings,
+                              name) for name in OPTION_NAMES}
+
+    def _start(self, context):
+        body = tasks.build_task(self._options(context))
+        return runtime.submit(context, preferences.make_client(context), body)
+
+    def _fail(self, context, message, job=None):
+        if job is not None:
+            runtime.finish(context, job, error=message)
+        else:
+            context.window_manager.modelstream_error = message
+        if bpy.app.background:
+            print(f"ModelStream: {message}", file=sys.stderr)
+            self.report({'WARNING'}, message)
+        else:
+            self.report({'ERROR'}, message)
+        return {'CANCELLED'}
+
+    def _finish(self, context, job):
+        if job.state == CANCELLED:
+            self.report({'WARNING'}, job.message)
+            return {'CANCELLED'}
+        if job.state != READY:
+            return self._fail(context, job.error or job.message, job)
+        try:
+            empty = importer.import_model(
+                context, job.output_path, job.output_format, name=tasks.describe(job.body),
+                task_id=job.task_id, task_type=job.body["type"],
+                prompt=job.body.get("prompt", ""),
+                location=context.scene.cursor.location.copy())
+        except importer.ImportFailed as e:
+            return self._fail(context, f"{e} (task {job.task_id}; file kept at "
+                              f"{job.output_path})", job)
+        runtime.finish(context, job, object_name=empty.name)
+        self.report({'INFO'}, f"ModelStream: added '{empty.name}' (task {job.task_id})")
+        return {'FINISHED'}
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        context.window_manager.modelstream_error = ""
+        try:
+            self._job_id = self._start(context).id
+        except errors.ModelStreamError as e:
+            return self._fail(context, str(e))
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {'RUNNING_MODAL'}
+
+    def modal(self, context, event):
+        if event.type == 'ESC' and event.value == 'PRESS':
+            runtime.cancel(context, self._job_id)
+        elif event.type != 'TIMER' or event.timer is not self._timer:
+            return {'PASS_THROUGH'}
+        runtime.tick(context)
+        job = runtime.engine().jobs[self._job_id]
+        if not job.done:
+            return {'PASS_THROUGH'}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(context, job)
+
+    def execute(self, context):
+        """Blocking: background mode, and scripts that call the operator directly."""
+        context.window_manager.modelstream_error = ""
+        try:
+            job = self._start(context)
+        except errors.ModelStreamError as e:
+            return self._fail(context, str(e))
+        return self._finish(context, runtime.wait(context, job))
+
+
+class MODELSTREAM_OT_cancel(bpy.types.Operator):
+    """Stop waiting for a job (the service has no cancel endpoint: it may still be charged)"""
+
+    bl_idname = "modelstream.cancel"
+    bl_label = "Cancel Job"
+    bl_options = {'INTERNAL'}
+
+    job_id: StringProperty(options={'SKIP_SAVE', 'HIDDEN'})
+
+    def execute(self, context):
+        runtime.cancel(context, self.job_id)
+        return {'FINISHED'}
+
+
+CLASSES = (MODELSTREAM_OT_generate, MODELSTREAM_OT_cancel)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,77 @@
+"""Add-on preferences: where the key and base URL come from when the environment is silent.
+
+Environment variables win (MODELSTREAM_API_KEY, MODELSTREAM_BASE_URL): that is the contract
+for scripts and tests. The key field only masks the text; Blender keeps preferences in
+userpref.blend, so the environment is the safer place for a key on shared machines.
+"""
+
+import os
+
+import bpy
+from bpy.props import FloatProperty, StringProperty
+
+from .client import DEFAULT_BASE_URL, ModelStreamClient
+
+KEY_ENV = "MODELSTREAM_API_KEY"
+URL_ENV = "MODELSTREAM_BASE_URL"
+
+
+class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    api_key: StringProperty(name="API Key", subtype='PASSWORD',
+                            description="Your ModelStream API key (sk-...). The environment "
+                            "variable MODELSTREAM_API_KEY takes precedence")
+    base_url: StringProperty(name="Base URL", default=DEFAULT_BASE_URL,
+                             description="ModelStream API address; MODELSTREAM_BASE_URL takes "
+                             "precedence")
+    connect_timeout: FloatProperty(name="Connect Timeout", default=10.0, min=1.0, max=120.0,
+                                   unit='TIME_ABSOLUTE')
+    read_timeout: FloatProperty(name="Read Timeout", default=60.0, min=5.0, max=600.0,
+                                unit='TIME_ABSOLUTE')
+
+    def draw(self, context):
+        layout = self.layout
+        col = layout.column()
+        row = col.row()
+        row.active = not os.environ.get(KEY_ENV)
+        row.prop(self, "api_key")
+        if os.environ.get(KEY_ENV):
+            col.label(text=f"{KEY_ENV} is set and is used instead.", icon='INFO')
+        row = col.row()
+        row.active = not os.environ.get(URL_ENV)
+        row.prop(self, "base_url")
+        if os.environ.get(URL_ENV):
+            col.label(text=f"{URL_ENV} is set: {os.environ[URL_ENV]}", icon='INFO')
+        row = col.row(align=True)
+        row.prop(self, "connect_timeout")
+        row.prop(self, "read_timeout")
+        if not bpy.app.online_access:
+            col.label(text="Online access is off: enable it in System > Network.",
+                      icon='ERROR')
+
+
+def get(context=None):
+    context = context or bpy.context
+    return context.preferences.addons[__package__].preferences
+
+
+def has_key(context=None):
+    return bool(os.environ.get(KEY_ENV, "").strip() or get(context).api_key.strip())
+
+
+def make_client(context=None):
+    """A client from the environment, else the preferences. Raises ConfigError."""
+    prefs = get(context)
+    return ModelStreamClient(
+        os.environ.get(KEY_ENV, "").strip() or prefs.api_key,
+        os.environ.get(URL_ENV, "").strip() or prefs.base_url,
+        connect_timeout=prefs.connect_timeout, read_timeout=prefs.read_timeout)
+
+
+def register():
+    bpy.utils.register_class(MODELSTREAM_AddonPreferences)
+
+
+def unregister():
+    bpy.utils.unregister_class(MODELSTREAM_AddonPreferences)

@@ -1,0 +1,103 @@
+"""Settings the user edits (Scene) and job state mirrored for the UI (WindowManager).
+
+The generate options are declared once and shared by the Scene settings and the operator,
+so the panel, F3 and scripts speak the same names. Job state lives on the WindowManager,
+which is never saved into the .blend.
+"""
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+TASK_TYPE_ITEMS = [
+    ("text_to_model", "Text to Model", "Generate a textured 3D model from a text prompt"),
+]
+
+OPTION_NAMES = ("task_type", "prompt", "model_version", "face_limit", "texture", "pbr",
+                "texture_quality", "quad", "auto_size", "style")
+
+
+def _options_mixin(options):
+    """The request options, as the API names them; `options` are Blender property flags."""
+
+    class GenerateOptions:
+        task_type: EnumProperty(
+            name="Task Type", items=TASK_TYPE_ITEMS, default="text_to_model",
+            description="What to generate", options=options)
+        prompt: StringProperty(
+            name="Prompt", options=options,
+            description="Describe the model, e.g. 'a wooden chair with a red cushion' "
+            "(at most 1024 characters)")
+        model_version: StringProperty(
+            name="Model Version", options=options,
+            description="Model version, e.g. v3.0-20250812; empty uses the service's default")
+        face_limit: IntProperty(
+            name="Face Limit", default=10000, soft_min=500, soft_max=200000, options=options,
+            description="Target number of faces of the generated mesh")
+        texture: BoolProperty(
+            name="Texture", default=True, description="Generate a texture", options=options)
+        pbr: BoolProperty(
+            name="PBR", default=False, options=options,
+            description="Generate PBR materials (metallic/roughness); needs Texture")
+        texture_quality: EnumProperty(
+            name="Texture Quality", default="standard", options=options, items=[
+                ("standard", "Standard", "Standard texture quality"),
+                ("detailed", "Detailed", "Higher-resolution texture, slower")])
+        quad: BoolProperty(
+            name="Quad Mesh", default=False, options=options,
+            description="Quad topology instead of triangles (delivered as FBX)")
+        auto_size: BoolProperty(
+            name="Auto Size", default=False, options=options,
+            description="Scale the model to a plausible real-world size")
+        style: StringProperty(
+            name="Style", description="Stylization preset; empty for none", options=options)
+
+    return GenerateOptions
+
+
+SceneOptions = _options_mixin(set())
+OperatorOptions = _options_mixin({'SKIP_SAVE'})
+
+
+class MODELSTREAM_PG_settings(bpy.types.PropertyGroup, SceneOptions):
+    """The panel's inputs, saved with the scene (never a key)."""
+
+
+class MODELSTREAM_PG_job(bpy.types.PropertyGroup):
+    """A read-only mirror of one engine job, for drawing."""
+
+    job_id: StringProperty()
+    task_id: StringProperty(name="Task ID")
+    task_type: StringProperty()
+    label: StringProperty()
+    state: StringProperty()
+    message: StringProperty()
+    error: StringProperty()
+    progress: FloatProperty(min=0.0, max=1.0, subtype='FACTOR')
+    object_name: StringProperty()
+
+
+CLASSES = (MODELSTREAM_PG_settings, MODELSTREAM_PG_job)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.modelstream = PointerProperty(type=MODELSTREAM_PG_settings)
+    bpy.types.WindowManager.modelstream_jobs = CollectionProperty(type=MODELSTREAM_PG_job)
+    bpy.types.WindowManager.modelstream_error = StringProperty()
+
+
+def unregister():
+    del bpy.types.WindowManager.modelstream_error
+    del bpy.types.WindowManager.modelstream_jobs
+    del bpy.types.Scene.modelstream
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,107 @@
+"""The ModelStream tab in the 3D viewport's sidebar."""
+
+import textwrap
+
+import bpy
+
+from . import preferences
+from .engine import FINAL_STATES
+
+MAX_FINISHED_SHOWN = 3
+
+
+def _wrapped(layout, context, text, icon='NONE'):
+    """Long messages wrap to the sidebar's width instead of being cut off."""
+    width = max(20, int(context.region.width / (8 * context.preferences.view.ui_scale)))
+    col = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
+        col.label(text=line, icon=icon if i == 0 else 'BLANK1')
+
+
+class MODELSTREAM_PT_generate(bpy.types.Panel):
+    bl_idname = "MODELSTREAM_PT_generate"
+    bl_label = "ModelStream"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "ModelStream"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.modelstream
+        wm = context.window_manager
+        if not bpy.app.online_access:
+            box = layout.box()
+            box.alert = True
+            _wrapped(box, context, "Online access is off. Enable Edit > Preferences > System "
+                     "> Network > Allow Online Access.", icon='ERROR')
+        elif not preferences.has_key(context):
+            box = layout.box()
+            _wrapped(box, context, "No API key: add it in the add-on preferences or set "
+                     "MODELSTREAM_API_KEY.", icon='INFO')
+            box.operator("preferences.addon_show", text="Open Preferences",
+                         icon='PREFERENCES').module = __package__
+        layout.prop(settings, "task_type", text="")
+        layout.prop(settings, "prompt", text="", icon='TEXT')
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator("modelstream.generate", icon='PLAY')
+        if wm.modelstream_error:
+            box = layout.box()
+            box.alert = True
+            _wrapped(box, context, wm.modelstream_error, icon='ERROR')
+        self._draw_jobs(context, layout, wm.modelstream_jobs)
+
+    def _draw_jobs(self, context, layout, jobs):
+        running = [j for j in jobs if j.state not in FINAL_STATES]
+        finished = [j for j in jobs if j.state in FINAL_STATES][-MAX_FINISHED_SHOWN:]
+        for job in running + list(reversed(finished)):
+            box = layout.box()
+            row = box.row()
+            row.label(text=job.label or job.task_type, icon='MESH_MONKEY')
+            if job in running:
+                row.operator("modelstream.cancel", text="", icon='X').job_id = job.job_id
+                box.progress(factor=job.progress, type='BAR', text=job.message)
+            elif job.state == 'FAILED':
+                box.alert = True
+                _wrapped(box, context, job.error, icon='ERROR')
+            else:
+                box.label(text=job.message, icon='CHECKMARK' if job.state == 'IMPORTED'
+                          else 'CANCEL')
+
+
+class MODELSTREAM_PT_options(bpy.types.Panel):
+    bl_label = "Options"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "ModelStream"
+    bl_parent_id = "MODELSTREAM_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = context.scene.modelstream
+        layout.prop(settings, "face_limit")
+        layout.prop(settings, "texture")
+        row = layout.row()
+        row.active = settings.texture
+        row.prop(settings, "pbr")
+        layout.prop(settings, "texture_quality")
+        layout.prop(settings, "quad")
+        layout.prop(settings, "auto_size")
+        layout.prop(settings, "model_version")
+        layout.prop(settings, "style")
+
+
+CLASSES = (MODELSTREAM_PT_generate, MODELSTREAM_PT_options)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

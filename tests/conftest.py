@@ -1,0 +1,109 @@
+"""Shared fixtures: the local ModelStream service over loopback, and the real add-on
+installed from its built zip into a throw-away Blender user folder.
+
+BLENDER_USER_RESOURCES must be set before bpy is first imported, so it is set here, at
+import time, for the whole session.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+USER_RESOURCES = tempfile.mkdtemp(prefix="modelstream-blender-user-")
+os.environ["BLENDER_USER_RESOURCES"] = USER_RESOURCES
+for name in ("MODELSTREAM_API_KEY", "MODELSTREAM_BASE_URL"):
+    os.environ.pop(name, None)
+
+KEY = "sk-test-0123456789abcdef"
+ADDON = "bl_ext.user_default.modelstream_addon"
+
+
+class Service:
+    """A handle on the local service subprocess: its URL and its control endpoints."""
+
+    def __init__(self, proc, url):
+        self.proc = proc
+        self.url = url
+
+    def faults(self, **faults):
+        requests.post(f"{self.url}/_local/faults", json=faults, timeout=5).raise_for_status()
+
+    def stats(self):
+        return requests.get(f"{self.url}/_local/stats", timeout=5).json()
+
+    def reset(self):
+        requests.post(f"{self.url}/_local/reset", timeout=5).raise_for_status()
+
+
+def start_service(*args):
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts", "local_service.py"), "--port", "0",
+         "--key", KEY, *args], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        proc.kill()
+        raise RuntimeError(f"local service did not start: {line!r}")
+    return Service(proc, line[line.index("http://"):].strip())
+
+
+@pytest.fixture(scope="session")
+def service_process():
+    svc = start_service("--latency", "1.5")
+    yield svc
+    svc.proc.terminate()
+    svc.proc.wait(10)
+
+
+@pytest.fixture
+def service(service_process):
+    service_process.reset()
+    return service_process
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cleanup_user_resources():
+    yield
+    shutil.rmtree(USER_RESOURCES, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def built_zip(tmp_path_factory):
+    from build_extension import build
+
+    return build(str(tmp_path_factory.mktemp("dist")))
+
+
+@pytest.fixture(scope="session")
+def addon(built_zip):
+    """The add-on installed and enabled the way a user's Install from Disk does it."""
+    import bpy
+
+    result = bpy.ops.extensions.package_install_files(
+        filepath=built_zip, repo="user_default", enable_on_install=True)
+    assert result == {'FINISHED'}
+    import importlib
+
+    return importlib.import_module(ADDON)
+
+
+@pytest.fixture
+def blender(addon, service, monkeypatch):
+    """A clean scene, online access on, the key and URL from the environment."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.context.preferences.system.use_online_access = True
+    monkeypatch.setenv("MODELSTREAM_API_KEY", KEY)
+    monkeypatch.setenv("MODELSTREAM_BASE_URL", service.url)
+    bpy.context.window_manager.modelstream_jobs.clear()
+    yield bpy
+    bpy.context.preferences.system.use_online_access = True

@@ -1,0 +1,106 @@
+"""The HTTP client against the real local service over loopback (no bpy)."""
+
+import socket
+
+import pytest
+
+from modelstream_addon import errors
+from modelstream_addon.client import ModelStreamClient, parse_retry_after
+from tests.conftest import KEY
+
+
+def body(**extra):
+    return {"type": "text_to_model", "prompt": "a small teapot", "face_limit": 800, **extra}
+
+
+def closed_port_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_create_get_download(service, tmp_path):
+    client = ModelStreamClient(KEY, service.url)
+    task_id = client.create_task(body())
+    data = client.get_task(task_id)
+    assert data["task_id"] == task_id
+    assert data["status"] in ("queued", "running", "success")
+    assert service.stats()["tasks_created"] == 1
+
+
+def test_key_never_shown(service):
+    client = ModelStreamClient(KEY, service.url)
+    assert KEY not in repr(client)
+    bad = ModelStreamClient(KEY + "x", service.url)
+    with pytest.raises(errors.AuthenticationError) as info:
+        bad.create_task(body())
+    text = str(info.value)
+    assert KEY not in text and "MODELSTREAM_API_KEY" in text
+    assert info.value.status == 401
+
+
+def test_missing_key_and_bad_url_are_config_errors():
+    with pytest.raises(errors.ConfigError, match="API key"):
+        ModelStreamClient("", "http://127.0.0.1:1")
+    with pytest.raises(errors.ConfigError, match="Base URL"):
+        ModelStreamClient(KEY, "ftp://example")
+
+
+def test_invalid_request_names_param(service):
+    client = ModelStreamClient(KEY, service.url)
+    with pytest.raises(errors.InvalidRequestError) as info:
+        client.create_task(body(face_limit=0))
+    assert info.value.param == "face_limit"
+    assert "face_limit" in str(info.value)
+    assert service.stats()["tasks_created"] == 0
+
+
+def test_unknown_task_is_not_found_in_tripo_shape(service):
+    client = ModelStreamClient(KEY, service.url)
+    with pytest.raises(errors.NotFoundError) as info:
+        client.get_task("no-such-task")
+    assert info.value.code == 2001
+    assert info.value.trace_id
+
+
+def test_unreachable_service_is_connection_failed_and_resent_safely():
+    client = ModelStreamClient(KEY, closed_port_url(), max_retries=1, backoff=0.01)
+    with pytest.raises(errors.ConnectionFailedError) as info:
+        client.create_task(body())
+    assert "Could not connect" in str(info.value)
+    assert KEY not in str(info.value)
+
+
+def test_slow_create_is_uncertain_and_never_resent(service):
+    service.faults(delay=1.5)
+    client = ModelStreamClient(KEY, service.url, read_timeout=0.3, backoff=0.01)
+    with pytest.raises(errors.RequestUncertainError, match="may have been created"):
+        client.create_task(body())
+    service.faults(reset=True)
+    assert service.stats()["requests"]["create"] == 1
+
+
+def test_download_streams_to_file(service, tmp_path):
+    client = ModelStreamClient(KEY, service.url)
+    service.faults(reset=True)
+    task_id = client.create_task(body())
+    import time
+
+    deadline = time.monotonic() + 20
+    while (data := client.get_task(task_id))["status"] != "success":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    url = data["output"]["model"]
+    dest = str(tmp_path / "m.glb")
+    size = client.download(url, dest)
+    with open(dest, "rb") as f:
+        assert f.read(4) == b"glTF"
+    assert size == (tmp_path / "m.glb").stat().st_size
+    assert not (tmp_path / "m.glb.part").exists()
+
+
+def test_retry_after_forms():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10.0
+    assert parse_retry_after("soon") is None
