@@ -80,7 +80,8 @@ def test_key_is_never_saved_in_the_blend(blender, tmp_path):
     assert bpy.ops.modelstream.generate(prompt="a red mailbox", face_limit=500) == {'FINISHED'}
     path = str(tmp_path / "scene.blend")
     bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     assert b"a red mailbox" in data
     assert KEY.encode() not in data
 

@@ -34,13 +34,13 @@ def test_tick_never_waits_on_a_slow_service(service, engine):
     service.faults(delay=2.0)
     job = engine.submit(ModelStreamClient(KEY, service.url), BODY)
     longest = 0.0
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
+    end = time.monotonic() + 30
+    while not job.done and time.monotonic() < end:
         start = time.perf_counter()
         engine.tick()
         longest = max(longest, time.perf_counter() - start)
         time.sleep(0.01)
-    assert not job.done
+    assert job.state == engine_mod.READY, job.error
     # The service takes seconds per answer; a tick that waited on it would take as long.
     assert longest < 0.25, longest
 
