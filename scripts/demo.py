@@ -46,9 +46,10 @@ def frame_and_render(bpy, objects, png_path, engine):
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(cam)
     cam.data.lens = 50
-    fov = cam.data.angle
+    width, height = 800, 600
+    half_fov = math.atan(math.tan(cam.data.angle / 2) * min(width, height) / max(width, height))
     direction = Vector((1.0, -1.4, 0.75)).normalized()
-    cam.location = center + direction * (radius / math.sin(fov / 2) * 1.05)
+    cam.location = center + direction * (radius / math.sin(half_fov) * 1.1)
     cam.rotation_euler = (-direction).to_track_quat('-Z', 'Y').to_euler()
     scene.camera = cam
 
@@ -59,16 +60,18 @@ def frame_and_render(bpy, objects, png_path, engine):
     world = scene.world or bpy.data.worlds.new("World")
     scene.world = world
     world.color = (0.45, 0.5, 0.58)
+    background = world.node_tree.nodes.get("Background") if world.node_tree else None
+    if background is not None:
+        background.inputs["Color"].default_value = (0.45, 0.5, 0.58, 1.0)
 
-    scene.render.resolution_x, scene.render.resolution_y = 960, 720
+    scene.render.resolution_x, scene.render.resolution_y = width, height
     scene.render.image_settings.file_format = 'PNG'
     scene.render.filepath = png_path
     if engine == "CYCLES":
         scene.render.engine = 'CYCLES'
         scene.cycles.device = 'CPU'
-        scene.cycles.samples = 48
-        world.use_nodes = True
-        world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.45, 0.5, 0.58, 1)
+        scene.cycles.samples = 16
+        scene.cycles.use_denoising = True
     else:
         scene.render.engine = 'BLENDER_WORKBENCH'
         shading = scene.display.shading
