@@ -104,3 +104,62 @@ def test_retry_after_forms():
     assert parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10.0
     assert parse_retry_after("soon") is None
+
+
+@pytest.mark.parametrize("fault, error, hint", [
+    ({"status": 402}, errors.PaymentRequiredError, "quota or credit"),
+    ({"status": 403}, errors.ForbiddenError, "IP is not allowed"),
+    ({"status": 403, "code": 2010}, errors.PaymentRequiredError, "credit"),
+    ({"status": 400, "code": 2008}, errors.ContentPolicyError, "content policy"),
+    ({"status": 500}, errors.ServiceError, "try again later"),
+    ({"status": 503}, errors.ServiceError, "try again later"),
+    ({"status": "reset"}, errors.RequestUncertainError, "may have been created"),
+])
+def test_create_failures_are_typed_and_never_resent(service, fault, error, hint):
+    service.faults(fail_create={"count": 5, **fault})
+    client = ModelStreamClient(KEY, service.url, backoff=0.01)
+    with pytest.raises(error) as info:
+        client.create_task(body())
+    assert hint in str(info.value)
+    assert KEY not in str(info.value)
+    assert service.stats()["requests"]["create"] == 1
+
+
+def test_create_is_retried_after_429_with_retry_after(service):
+    service.faults(fail_create={"status": 429, "count": 1, "retry_after": 0.2})
+    client = ModelStreamClient(KEY, service.url, backoff=0.01)
+    client.create_task(body())
+    stats = service.stats()
+    assert stats["requests"]["create"] == 2 and stats["tasks_created"] == 1
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_get_retries_transient_failures(service, status):
+    client = ModelStreamClient(KEY, service.url, backoff=0.01)
+    task_id = client.create_task(body())
+    service.faults(fail_get={"status": status, "count": 2, "retry_after": 0})
+    assert client.get_task(task_id)["task_id"] == task_id
+    assert service.stats()["requests"]["get"] == 3
+
+
+def test_get_gives_up_after_bounded_retries(service):
+    client = ModelStreamClient(KEY, service.url, backoff=0.01, max_retries=2)
+    task_id = client.create_task(body())
+    service.faults(fail_get={"status": 500, "count": 10})
+    with pytest.raises(errors.ServiceError) as info:
+        client.get_task(task_id)
+    assert task_id in str(info.value)
+    assert service.stats()["requests"]["get"] == 3
+
+
+def test_truncated_download_leaves_no_file(service, tmp_path):
+    client = ModelStreamClient(KEY, service.url)
+    service.faults(truncate_download=1)
+    task_id = client.create_task(body())
+    import time
+
+    while (data := client.get_task(task_id))["status"] != "success":
+        time.sleep(0.3)
+    with pytest.raises(errors.DownloadError):
+        client.download(data["output"]["model"], str(tmp_path / "m.glb"))
+    assert list(tmp_path.iterdir()) == []
