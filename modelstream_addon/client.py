@@ -7,6 +7,7 @@ service, so a user is never charged twice.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import os
@@ -22,6 +23,7 @@ log = logging.getLogger("modelstream")
 
 DEFAULT_BASE_URL = "https://api.modelstream.ai"
 TASK_PATH = "/tripo/v2/openapi/task"
+UPLOAD_PATH = "/tripo/v2/openapi/upload"
 USER_AGENT = "modelstream-blender/0.1"
 DEFAULT_MAX_DOWNLOAD = 512 * 1024 * 1024
 
@@ -121,7 +123,8 @@ class ModelStreamClient:
     """Talks to one base URL with one key. Safe to share between worker threads."""
 
     def __init__(self, api_key, base_url=DEFAULT_BASE_URL, *, connect_timeout=10.0,
-                 read_timeout=60.0, max_retries=4, backoff=1.0, proxies=None, verify=True):
+                 read_timeout=60.0, max_retries=4, backoff=1.0, proxy="system", proxy_url="",
+                 ca_bundle=""):
         if not api_key or not api_key.strip():
             raise errors.ConfigError(
                 "No API key: set the MODELSTREAM_API_KEY environment variable or "
@@ -137,10 +140,7 @@ class ModelStreamClient:
         self.backoff = backoff
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
-        if proxies is not None:
-            self._session.proxies.update(proxies)
-            self._session.trust_env = False
-        self._session.verify = verify
+        _configure_network(self._session, proxy, proxy_url, ca_bundle)
 
     def __repr__(self):
         return f"ModelStreamClient(base_url={self.base_url!r}, api_key=<hidden>)"
@@ -200,18 +200,23 @@ class ModelStreamClient:
             raise error_from_response(resp, task_id)
         return body, resp.headers.get("X-Tripo-Trace-ID")
 
-    def create_task(self, body, cancel=None):
-        """POST a task; returns its id. Resent only when it never reached the service."""
-        url = self.base_url + TASK_PATH
+    def _retrying(self, send, cancel, retry_if):
         for attempt in range(self.max_retries + 1):
             try:
-                reply, trace = self._send("POST", url, creates=True, json=body)
-                break
-            except (errors.ConnectionFailedError, errors.RateLimitError) as e:
-                if attempt >= self.max_retries:
+                return send()
+            except errors.ModelStreamError as e:
+                if not retry_if(e) or attempt >= self.max_retries:
                     raise
-                log.info("create task: %s; retrying", type(e).__name__)
+                log.info("%s; retrying", type(e).__name__)
                 self._sleep(self._delay(attempt, e), cancel)
+
+    def create_task(self, body, cancel=None):
+        """POST a task; returns its id. Resent only when it provably never reached the
+        service (connection refused, DNS) or was refused with 429: never charged twice."""
+        url = self.base_url + TASK_PATH
+        reply, trace = self._retrying(
+            lambda: self._send("POST", url, creates=True, json=body), cancel,
+            lambda e: isinstance(e, (errors.ConnectionFailedError, errors.RateLimitError)))
         data = reply.get("data") or {}
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not task_id:
@@ -222,34 +227,65 @@ class ModelStreamClient:
     def get_task(self, task_id, cancel=None):
         """GET a task's data dict, retrying transient failures with back-off."""
         url = f"{self.base_url}{TASK_PATH}/{task_id}"
-        for attempt in range(self.max_retries + 1):
-            try:
-                reply, _ = self._send("GET", url, creates=False, task_id=task_id)
-                break
-            except errors.ModelStreamError as e:
-                if not e.retryable or attempt >= self.max_retries:
-                    raise
-                self._sleep(self._delay(attempt, e), cancel)
+        reply, _ = self._retrying(
+            lambda: self._send("GET", url, creates=False, task_id=task_id), cancel,
+            lambda e: e.retryable)
         data = reply.get("data")
         if not isinstance(data, dict):
             raise errors.ServiceError("ModelStream sent a task without data.",
                                       task_id=task_id)
         return data
 
+    def upload(self, path, mime, cancel=None):
+        """Upload an image (no charge, so retried like a GET); returns its image_token."""
+        url = self.base_url + UPLOAD_PATH
+
+        def send():
+            with open(path, "rb") as f:
+                return self._send("POST", url, creates=False,
+                                  files={"file": (os.path.basename(path), f, mime)})
+
+        try:
+            reply, trace = self._retrying(send, cancel, lambda e: e.retryable)
+        except errors.ModelStreamError as e:
+            if e.status in (404, 405):
+                raise errors.UploadUnavailableError(
+                    f"This service has no upload endpoint (HTTP {e.status}).",
+                    status=e.status) from None
+            raise
+        token = (reply.get("data") or {}).get("image_token")
+        if not token:
+            raise errors.ServiceError("The upload answered without an image_token.",
+                                      trace_id=trace)
+        return token
+
+    def check(self, cancel=None):
+        """Check the base URL and key without creating a task: GET an id that cannot
+        exist. 'Not found' proves the service answered and accepted the key."""
+        with contextlib.suppress(errors.NotFoundError):
+            self.get_task("modelstream-connection-check", cancel=cancel)
+        return f"Reached {self.base_url} and the API key was accepted."
+
     def download(self, url, dest, *, cancel=None, max_bytes=DEFAULT_MAX_DOWNLOAD,
                  task_id=None):
-        """Stream `url` to `dest` via a .part file; the key is never sent to file hosts."""
+        """Stream `url` to `dest`; transient failures are retried, bounded."""
+        return self._retrying(
+            lambda: self._download_once(url, dest, cancel, max_bytes, task_id), cancel,
+            lambda e: e.retryable)
+
+    def _download_once(self, url, dest, cancel, max_bytes, task_id):
+        """Write via a .part file, renamed only when whole; the key never goes to file
+        hosts (output URLs are signed links on other hosts)."""
         part = dest + ".part"
         try:
             with self._session.get(url, stream=True, timeout=self.timeout) as resp:
-                if resp.status_code in (403, 404, 410):
-                    raise errors.DownloadError(
-                        f"The output file URL answered HTTP {resp.status_code} (expired?).",
-                        status=resp.status_code, task_id=task_id)
                 if resp.status_code >= 400:
+                    expired = resp.status_code in (403, 404, 410)
                     raise errors.DownloadError(
-                        f"Downloading the result failed: HTTP {resp.status_code}.",
-                        status=resp.status_code, task_id=task_id)
+                        f"Downloading the result failed: HTTP {resp.status_code}"
+                        + (" (the link has probably expired)." if expired else "."),
+                        status=resp.status_code, task_id=task_id,
+                        retryable=resp.status_code >= 500)
                 expected = resp.headers.get("Content-Length")
                 expected = int(expected) if expected and expected.isdigit() else None
                 if expected is not None and expected > max_bytes:
@@ -270,15 +306,42 @@ class ModelStreamClient:
             if expected is not None and size != expected:
                 raise errors.DownloadError(
                     f"The download was cut short ({size} of {expected} bytes).",
-                    task_id=task_id)
+                    task_id=task_id, retryable=True)
             os.replace(part, dest)
             return size
+        except requests.exceptions.ChunkedEncodingError:
+            raise errors.DownloadError("The download was cut short: the connection broke.",
+                                       task_id=task_id, retryable=True) from None
         except requests.exceptions.RequestException as e:
             raise errors.DownloadError(f"Downloading the result failed: {_short(e)}.",
-                                       task_id=task_id) from None
+                                       task_id=task_id, retryable=True) from None
         finally:
             if os.path.exists(part):
                 os.remove(part)
+
+
+def _configure_network(session, proxy, proxy_url, ca_bundle):
+    """Proxy and CA settings; TLS verification always stays on."""
+    if proxy == "none":
+        session.trust_env = False
+    elif proxy == "custom":
+        if not proxy_url.startswith(("http://", "https://", "socks5://", "socks5h://")):
+            raise errors.ConfigError(f"Proxy URL must start with http:// or https://, got "
+                                     f"{proxy_url!r}.")
+        session.trust_env = False
+        session.proxies = {"http": proxy_url, "https": proxy_url}
+    elif proxy != "system":
+        raise errors.ConfigError(f"Unknown proxy setting {proxy!r}.")
+    if ca_bundle:
+        try:
+            with open(ca_bundle, "rb") as f:
+                if b"-----BEGIN CERTIFICATE-----" not in f.read():
+                    raise errors.ConfigError(f"The CA bundle {ca_bundle} holds no PEM "
+                                             "certificate.")
+        except OSError as e:
+            raise errors.ConfigError(f"Cannot read the CA bundle {ca_bundle}: "
+                                     f"{e.strerror}.") from None
+        session.verify = ca_bundle
 
 
 def _short(exc):

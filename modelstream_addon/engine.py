@@ -7,6 +7,7 @@ Headless, `wait()` blocks on the same queue, so one code path serves both.
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import threading
@@ -15,7 +16,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import errors, formats
+from . import errors, formats, imagefile, tasks
 
 SUBMITTING = "SUBMITTING"
 QUEUED = "QUEUED"
@@ -52,8 +53,10 @@ class Job:
     running_left_time: float = -1
     message: str = "Sending the task"
     error: str = ""
+    transport: str = ""
     output_path: str = ""
     output_format: str = ""
+    images: list = field(default_factory=list)
     created: float = field(default_factory=time.time)
     finished: float = 0.0
 
@@ -77,12 +80,13 @@ class Engine:
         self._events = queue.Queue()
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="modelstream")
 
-    def submit(self, client, body):
-        """Start a job for a validated body; returns at once."""
-        job = Job(body=dict(body))
+    def submit(self, client, body, transport="auto"):
+        """Start a job for a validated body; returns at once. `transport` says how local
+        images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'."""
+        job = Job(body=copy.deepcopy(body))
         self.jobs[job.id] = job
         cancel = self._cancels[job.id] = threading.Event()
-        self._pool.submit(self._run, job.id, client, job.body, cancel)
+        self._pool.submit(self._run, job.id, client, job.body, transport, cancel)
         return job
 
     def cancel(self, job_id):
@@ -146,19 +150,26 @@ class Engine:
             return min(self.poll_max, max(self.poll_min, left / 2))
         return min(self.poll_max, self.poll_min * (1.5 ** attempt))
 
-    def _run(self, job_id, client, body, cancel):
+    def _run(self, job_id, client, body, transport, cancel):
         """Worker thread: plain data out through the queue, nothing else shared."""
         def post(**update):
             self._events.put((job_id, update))
 
         task_id = None
         try:
+            body = self._send_images(client, body, transport, cancel, post)
             task_id = client.create_task(body, cancel=cancel)
             post(task_id=task_id, state=QUEUED, message="Task created, waiting in queue")
             data = self._poll(client, task_id, cancel, post)
-            path, fmt = self._download(client, task_id, data, cancel, post)
-            post(state=READY, output_path=path, output_format=fmt, progress=100,
-                 message="Ready to import")
+            post(state=DOWNLOADING, message="Downloading the result", progress=100)
+            os.makedirs(self.download_dir, exist_ok=True)
+            result = {}
+            if tasks.output_kind(body["type"]) == "model":
+                result["output_path"], result["output_format"] = self._download(
+                    client, task_id, data, cancel)
+            result["images"] = self._download_images(client, task_id, data, body["type"],
+                                                     cancel)
+            post(state=READY, progress=100, message="Ready to import", **result)
         except errors.CancelledError:
             post(state=CANCELLED, message=CANCEL_NOTE)
         except errors.ModelStreamError as e:
@@ -208,28 +219,82 @@ class Engine:
                 raise errors.CancelledError("Cancelled.", task_id=task_id)
             attempt += 1
 
-    def _download(self, client, task_id, data, cancel, post):
-        """Fetch the model; an expired URL gets one fresh GET of the task."""
-        os.makedirs(self.download_dir, exist_ok=True)
-        post(state=DOWNLOADING, message="Downloading the model", progress=100)
+    def _send_images(self, client, body, transport, cancel, post):
+        """Local images become upload tokens or data URLs; the job's own body keeps the
+        paths, so a retry can send them again."""
+        body = copy.deepcopy(body)
+        refs = [r for r in [body.get("file"), *(body.get("files") or [])]
+                if isinstance(r, dict) and "path" in r]
+        used = set()
+        for ref in refs:
+            path = ref.pop("path")
+            fmt = imagefile.check(path)
+            if transport in ("auto", "upload"):
+                try:
+                    ref["file_token"] = client.upload(path, imagefile.MIME[fmt], cancel=cancel)
+                    used.add("upload")
+                    continue
+                except errors.UploadUnavailableError as e:
+                    if transport == "upload":
+                        raise errors.ConfigError(
+                            f"{e} Choose the 'Data URL' or 'Auto' image transport in the "
+                            "add-on preferences.") from None
+            ref["url"] = imagefile.data_url(path, fmt)
+            used.add("data URL")
+        if used:
+            how = " + ".join(sorted(used))
+            post(transport=how, message=f"Images sent by {how}")
+        return body
+
+    def _fetch(self, client, task_id, data, pick, dest, cancel):
+        """Download pick(output) to dest; an expired URL gets one fresh GET of the task."""
+        url = pick(data.get("output"))
         try:
-            dest = self._fetch(client, task_id, data, cancel)
+            client.download(url, dest, cancel=cancel, max_bytes=self.max_download,
+                            task_id=task_id)
         except errors.DownloadError as e:
             if e.status not in (403, 404, 410):
                 raise
-            dest = self._fetch(client, task_id, client.get_task(task_id, cancel=cancel), cancel)
-        return dest, formats.check_model_file(dest, task_id=task_id)
+            url = pick(client.get_task(task_id, cancel=cancel).get("output")) or url
+            client.download(url, dest, cancel=cancel, max_bytes=self.max_download,
+                            task_id=task_id)
 
-    def _fetch(self, client, task_id, data, cancel):
+    def _download(self, client, task_id, data, cancel):
         url = formats.model_url(data.get("output"))
         if not url:
             raise errors.TaskFailedError("The task finished but returned no model.",
                                          task_id=task_id)
         dest = os.path.join(self.download_dir,
                             f"{task_id}.{formats.format_from_url(url) or 'bin'}")
-        client.download(url, dest, cancel=cancel, max_bytes=self.max_download,
-                        task_id=task_id)
-        return dest
+        self._fetch(client, task_id, data, formats.model_url, dest, cancel)
+        return dest, formats.check_model_file(dest, task_id=task_id)
+
+    def _download_images(self, client, task_id, data, task_type, cancel):
+        """[(name, path)]. A model's preview is a bonus: losing it never fails the job."""
+        kind = tasks.output_kind(task_type)
+        urls = formats.image_urls(data.get("output"), kind)
+        if kind != "model" and not urls:
+            raise errors.TaskFailedError("The task finished but returned no image.",
+                                         task_id=task_id)
+        if kind == "multiview" and len(urls) < 4:
+            raise errors.TaskFailedError(f"The task returned {len(urls)} of 4 views.",
+                                         task_id=task_id)
+        images = []
+        for name, _ in urls:
+            dest = os.path.join(self.download_dir, f"{task_id}_{name}.img")
+            try:
+                self._fetch(client, task_id, data,
+                            lambda out, n=name: dict(formats.image_urls(out, kind)).get(n),
+                            dest, cancel)
+                fmt = formats.check_image_file(dest, task_id=task_id)
+            except errors.DownloadError:
+                if kind == "model":
+                    continue
+                raise
+            final = dest[:-4] + "." + ("jpg" if fmt == "jpeg" else fmt)
+            os.replace(dest, final)
+            images.append((name, final))
+        return images
 
 
 def _status_text(data):

@@ -113,7 +113,13 @@ class TaskFailedError(ModelStreamError):
 
 
 class DownloadError(ModelStreamError):
-    retryable = True
+    def __init__(self, message, *, retryable=False, **kw):
+        super().__init__(message, **kw)
+        self.retryable = retryable
+
+
+class UploadUnavailableError(ModelStreamError):
+    """The service relays only the task endpoints: send images inline instead."""
 
 
 class CancelledError(ModelStreamError):

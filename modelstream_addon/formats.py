@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import urllib.parse
@@ -9,6 +10,7 @@ import urllib.parse
 from .errors import DownloadError
 
 MODEL_OUTPUT_KEYS = ("pbr_model", "model", "base_model")
+VIEWS = ("front", "left", "back", "right")
 _EXTENSIONS = {".glb": "glb", ".fbx": "fbx"}
 
 
@@ -28,6 +30,36 @@ def model_url(output):
     return None
 
 
+def image_urls(output, kind):
+    """[(name, url)] of the images a task returned. The multiview shape is not documented
+    (flat `*_view_url` keys or nested under a key), so URL fields are collected by name."""
+    output = output or {}
+    if kind == "image":
+        url = output_url(output.get("generated_image"))
+        return [("generated_image", url)] if url else []
+    if kind == "model":
+        url = output_url(output.get("rendered_image"))
+        return [("preview", url)] if url else []
+    found = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                url = output_url(value) if isinstance(value, str) else None
+                view = next((v for v in VIEWS if v in key.lower()), None)
+                if url and view:
+                    found.setdefault(view, url)
+                elif isinstance(value, list) and len(value) == 4:
+                    for v, item in zip(VIEWS, value, strict=True):
+                        if output_url(item):
+                            found.setdefault(v, output_url(item))
+                else:
+                    walk(value)
+
+    walk(output)
+    return [(view, found[view]) for view in VIEWS if view in found]
+
+
 def format_from_url(url):
     path = urllib.parse.urlsplit(url).path.lower()
     return _EXTENSIONS.get(os.path.splitext(path)[1])
@@ -44,6 +76,39 @@ def detect_format(path):
     return None
 
 
+def check_image_file(path, task_id=None):
+    """Return 'png'/'jpeg'/'webp' of a downloaded image, or delete it and raise."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    for fmt, magic in (("png", b"\x89PNG"), ("jpeg", b"\xff\xd8"), ("webp", b"RIFF")):
+        if head.startswith(magic):
+            return fmt
+    os.remove(path)
+    raise DownloadError("The downloaded image is not a PNG, JPEG or WEBP file.",
+                        task_id=task_id)
+
+
+def _glb_problem(path):
+    """Why a GLB is unusable (header, declared length, JSON chunk), or None."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        header = f.read(20)
+        if len(header) < 20:
+            return "is too short to be a GLB"
+        _, version, length, chunk_len, chunk_type = struct.unpack("<4sIIII", header)
+        if version != 2:
+            return f"is glTF version {version}, not 2"
+        if length != size:
+            return f"declares {length} bytes but has {size}"
+        if chunk_type != 0x4E4F534A or 20 + chunk_len > size:
+            return "has no JSON chunk"
+        try:
+            json.loads(f.read(chunk_len))
+        except ValueError:
+            return "has a corrupt JSON chunk"
+    return None
+
+
 def check_model_file(path, task_id=None):
     """Return the format of a downloaded model, or delete it and raise."""
     fmt = detect_format(path)
@@ -51,12 +116,7 @@ def check_model_file(path, task_id=None):
     if fmt is None:
         problem = "is neither a GLB nor a binary FBX file"
     elif fmt == "glb":
-        with open(path, "rb") as f:
-            _, version, length = struct.unpack("<4sII", f.read(12))
-        if version != 2:
-            problem = f"is glTF version {version}, not 2"
-        elif length != os.path.getsize(path):
-            problem = f"declares {length} bytes but has {os.path.getsize(path)}"
+        problem = _glb_problem(path)
     if problem:
         os.remove(path)
         raise DownloadError(f"The downloaded model {problem}; it was not imported.",

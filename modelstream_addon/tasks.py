@@ -2,15 +2,28 @@
 
 Everything is checked before a request is sent, so bad input never spends credit.
 Errors name the field so the UI and the command line can point at it.
+
+A local image is written into the body as {"type": ..., "path": ...}; the engine turns it
+into an upload token or a data URL on a worker thread just before the task is created.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import urllib.parse
+
+from . import imagefile
 from .errors import ConfigError
 
-TASK_TYPES = ("text_to_model",)
+MODEL_TYPES = ("text_to_model", "image_to_model", "multiview_to_model", "refine_model")
+IMAGE_TYPES = ("text_to_image", "generate_image")
+MULTIVIEW_IMAGE_TYPES = ("generate_multiview_image", "edit_multiview_image")
+TASK_TYPES = MODEL_TYPES + IMAGE_TYPES + MULTIVIEW_IMAGE_TYPES
+VIEWS = ("front", "left", "back", "right")
 TEXTURE_QUALITIES = ("standard", "detailed")
 MAX_PROMPT = 1024
+_URL_TYPES = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
 
 
 class ValidationError(ConfigError):
@@ -21,12 +34,12 @@ class ValidationError(ConfigError):
         self.field = field
 
 
-def _prompt(value):
+def _prompt(value, field="prompt", required=True):
     prompt = (value or "").strip()
-    if not prompt:
-        raise ValidationError("prompt", "a prompt is required, e.g. 'a wooden chair'.")
+    if not prompt and required:
+        raise ValidationError(field, "a prompt is required, e.g. 'a wooden chair'.")
     if len(prompt) > MAX_PROMPT:
-        raise ValidationError("prompt", f"at most {MAX_PROMPT} characters, got {len(prompt)}.")
+        raise ValidationError(field, f"at most {MAX_PROMPT} characters, got {len(prompt)}.")
     return prompt
 
 
@@ -34,6 +47,29 @@ def _face_limit(value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValidationError("face_limit", f"must be a positive whole number, got {value!r}.")
     return value
+
+
+def _task_id(opts, field):
+    value = str(opts.get(field) or "").strip()
+    if not value:
+        raise ValidationError(field, "the id of an earlier task is required.")
+    return value
+
+
+def image_ref(value, field):
+    """An http(s) URL as is, or a checked local file to be sent by the engine."""
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError(field, "an image file or http(s) URL is required.")
+    scheme = urllib.parse.urlsplit(value).scheme.lower()
+    if scheme in ("http", "https"):
+        ext = os.path.splitext(urllib.parse.urlsplit(value).path)[1].lower()
+        return {"type": _URL_TYPES.get(ext, "png"), "url": value}
+    try:
+        fmt = imagefile.check(value, field)
+    except imagefile.ImageError as e:
+        raise ValidationError(field, str(e).split(": ", 1)[1]) from None
+    return {"type": imagefile.API_TYPES[fmt], "path": os.path.abspath(value)}
 
 
 def _model_options(opts, body):
@@ -57,20 +93,86 @@ def _model_options(opts, body):
         value = (opts.get(text) or "").strip()
         if value:
             body[text] = value
-    return body
+
+
+def _views(opts):
+    """[front, left, back, right] with {} for a skipped slot; front and one more needed."""
+    files = []
+    for view in VIEWS:
+        value = (opts.get(f"view_{view}") or "").strip()
+        files.append(image_ref(value, f"view_{view}") if value else {})
+    if not files[0]:
+        raise ValidationError("view_front", "the front view is required.")
+    if sum(1 for f in files if f) < 2:
+        raise ValidationError("view_left", "at least two views are needed (front and one "
+                              "of left, back, right).")
+    return files
+
+
+def _extra(opts, body):
+    """Newer upstream parameters pass through, so API drift never blocks a user."""
+    text = (opts.get("extra_params") or "").strip()
+    if not text:
+        return
+    try:
+        extra = json.loads(text)
+    except ValueError as e:
+        raise ValidationError("extra_params", f"not valid JSON: {e}.") from None
+    if not isinstance(extra, dict):
+        raise ValidationError("extra_params", 'must be a JSON object, e.g. {"model_seed": 1}.')
+    clash = sorted(set(extra) & set(body))
+    if clash:
+        raise ValidationError("extra_params", f"{', '.join(clash)} already set by its own "
+                              "option; set it there.")
+    body.update(extra)
 
 
 def build_task(opts):
     """Return the JSON body for one task from a dict of options (operator properties)."""
-    task_type = opts.get("task_type") or "text_to_model"
-    if task_type not in TASK_TYPES:
-        raise ValidationError("task_type",
-                              f"must be one of {', '.join(TASK_TYPES)}, got {task_type!r}.")
-    body = {"type": task_type, "prompt": _prompt(opts.get("prompt"))}
-    return _model_options(opts, body)
+    kind = opts.get("task_type") or "text_to_model"
+    if kind not in TASK_TYPES:
+        raise ValidationError("task_type", f"must be one of {', '.join(TASK_TYPES)}, "
+                              f"got {kind!r}.")
+    body = {"type": kind}
+    if kind in ("text_to_model", "text_to_image", "generate_image"):
+        body["prompt"] = _prompt(opts.get("prompt"))
+    if kind == "image_to_model":
+        body["file"] = image_ref(opts.get("image_path"), "image_path")
+    elif kind == "generate_image" and (opts.get("image_path") or "").strip():
+        body["file"] = image_ref(opts["image_path"], "image_path")
+    elif kind == "multiview_to_model":
+        if (opts.get("original_task_id") or "").strip():
+            body["original_task_id"] = _task_id(opts, "original_task_id")
+        else:
+            body["files"] = _views(opts)
+    elif kind == "refine_model":
+        body["draft_model_task_id"] = _task_id(opts, "draft_model_task_id")
+    elif kind == "generate_multiview_image":
+        prompt = _prompt(opts.get("prompt"), required=False)
+        image = (opts.get("image_path") or "").strip()
+        if not prompt and not image:
+            raise ValidationError("prompt", "a prompt or an image is required.")
+        if prompt:
+            body["prompt"] = prompt
+        if image:
+            body["file"] = image_ref(image, "image_path")
+    elif kind == "edit_multiview_image":
+        body["original_task_id"] = _task_id(opts, "original_task_id")
+        body["prompt"] = _prompt(opts.get("prompt"))
+    if kind in MODEL_TYPES and kind != "refine_model":
+        _model_options(opts, body)
+    _extra(opts, body)
+    return body
+
+
+def output_kind(task_type):
+    """'model', 'image' or 'multiview': what a task of this type returns."""
+    if task_type in MODEL_TYPES:
+        return "model"
+    return "image" if task_type in IMAGE_TYPES else "multiview"
 
 
 def describe(body):
     """A short human label for a job, e.g. for the Empty's name."""
-    text = body.get("prompt") or body.get("type", "model")
+    text = body.get("prompt") or body.get("type", "model").replace("_", " ")
     return " ".join(text.split())[:48]

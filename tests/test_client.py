@@ -152,14 +152,29 @@ def test_get_gives_up_after_bounded_retries(service):
     assert service.stats()["requests"]["get"] == 3
 
 
-def test_truncated_download_leaves_no_file(service, tmp_path):
-    client = ModelStreamClient(KEY, service.url)
-    service.faults(truncate_download=1)
-    task_id = client.create_task(body())
+def finished(client, task_id):
     import time
 
+    deadline = time.monotonic() + 20
     while (data := client.get_task(task_id))["status"] != "success":
+        assert time.monotonic() < deadline
         time.sleep(0.3)
-    with pytest.raises(errors.DownloadError):
+    return data
+
+
+def test_truncated_download_is_retried(service, tmp_path):
+    client = ModelStreamClient(KEY, service.url, backoff=0.01)
+    service.faults(truncate_download=1)
+    data = finished(client, client.create_task(body()))
+    dest = tmp_path / "m.glb"
+    assert client.download(data["output"]["model"], str(dest)) == dest.stat().st_size
+    assert service.stats()["faults"]["truncate_download"] == 1
+
+
+def test_truncated_download_gives_up_and_leaves_no_file(service, tmp_path):
+    client = ModelStreamClient(KEY, service.url, backoff=0.01, max_retries=1)
+    service.faults(truncate_download=5)
+    data = finished(client, client.create_task(body()))
+    with pytest.raises(errors.DownloadError, match="cut short"):
         client.download(data["output"]["model"], str(tmp_path / "m.glb"))
     assert list(tmp_path.iterdir()) == []
