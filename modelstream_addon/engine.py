@@ -89,6 +89,10 @@ class Engine:
         self._pool.submit(self._run, job.id, client, job.body, transport, cancel)
         return job
 
+    def call(self, fn, *args):
+        """Run a one-off network call on a worker; returns a Future to poll."""
+        return self._pool.submit(fn, *args)
+
     def cancel(self, job_id):
         job = self.jobs.get(job_id)
         if job is None or job.done:

@@ -70,3 +70,23 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, locati
             raise
         raise ImportFailed(f"Importing the model failed: {e}") from None
     return empty
+
+
+def load_images(images, *, task_id, task_type, keep=True):
+    """Load downloaded result images as datablocks named by task and view, packed into
+    the .blend so they travel with it; `keep` gives them a fake user so they are saved."""
+    loaded = []
+    try:
+        for view, path in images:
+            image = bpy.data.images.load(path, check_existing=False)
+            loaded.append(image)
+            image.name = f"{task_type}_{task_id[:8]}_{view}"
+            image["modelstream_task_id"] = task_id
+            image["modelstream_view"] = view
+            image.pack()
+            image.use_fake_user = keep
+    except Exception as e:
+        for image in loaded:
+            bpy.data.images.remove(image)
+        raise ImportFailed(f"Loading the result images failed: {e}") from None
+    return loaded

@@ -5,12 +5,14 @@ mode blocks on it. Everything is validated before a request, so bad input costs 
 leaves the scene as it was.
 """
 
+import concurrent.futures
+import contextlib
 import sys
 
 import bpy
 from bpy.props import StringProperty
 
-from . import errors, importer, preferences, runtime, tasks
+from . import errors, importer, inputs, preferences, runtime, tasks
 from .engine import CANCELLED, READY
 from .properties import OPTION_NAMES, OperatorOptions
 
@@ -44,8 +46,10 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
                               name) for name in OPTION_NAMES}
 
     def _start(self, context):
-        body = tasks.build_task(self._options(context))
-        return runtime.submit(context, preferences.make_client(context), body)
+        body = tasks.build_task(inputs.prepare_options(self._options(context)))
+        prefs = preferences.get(context)
+        return runtime.submit(context, preferences.make_client(context), body,
+                              prefs.image_transport.lower(), prefs.max_download_mb)
 
     def _fail(self, context, message, job=None):
         if job is not None:
@@ -66,17 +70,29 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         if job.state != READY:
             return self._fail(context, job.error or job.message, job)
         try:
-            empty = importer.import_model(
-                context, job.output_path, job.output_format, name=tasks.describe(job.body),
-                task_id=job.task_id, task_type=job.body["type"],
-                prompt=job.body.get("prompt", ""),
-                location=context.scene.cursor.location.copy())
+            added = self._add_result(context, job)
         except importer.ImportFailed as e:
-            return self._fail(context, f"{e} (task {job.task_id}; file kept at "
-                              f"{job.output_path})", job)
-        runtime.finish(context, job, object_name=empty.name)
-        self.report({'INFO'}, f"ModelStream: added '{empty.name}' (task {job.task_id})")
+            where = job.output_path or ", ".join(path for _, path in job.images)
+            return self._fail(context, f"{e} (task {job.task_id}; files kept at {where})", job)
+        runtime.finish(context, job, object_name=added)
+        self.report({'INFO'}, f"ModelStream: added {added} (task {job.task_id})")
         return {'FINISHED'}
+
+    def _add_result(self, context, job):
+        """Import the model (its preview image is a bonus) or load the result images."""
+        task_type = job.body["type"]
+        if tasks.output_kind(task_type) != "model":
+            images = importer.load_images(job.images, task_id=job.task_id,
+                                          task_type=task_type)
+            return ", ".join(image.name for image in images)
+        empty = importer.import_model(
+            context, job.output_path, job.output_format, name=tasks.describe(job.body),
+            task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
+            location=context.scene.cursor.location.copy())
+        with contextlib.suppress(importer.ImportFailed):
+            importer.load_images(job.images, task_id=job.task_id, task_type=task_type,
+                                 keep=False)
+        return empty.name
 
     def invoke(self, context, event):
         if bpy.app.background:
@@ -127,7 +143,61 @@ class MODELSTREAM_OT_cancel(bpy.types.Operator):
         return {'FINISHED'}
 
 
-CLASSES = (MODELSTREAM_OT_generate, MODELSTREAM_OT_cancel)
+class MODELSTREAM_OT_test_connection(bpy.types.Operator):
+    """Check the base URL and API key without creating a task (nothing is charged)"""
+
+    bl_idname = "modelstream.test_connection"
+    bl_label = "Test Connection"
+
+    @classmethod
+    def poll(cls, context):
+        return online_poll(cls)
+
+    def _report(self, context, future):
+        try:
+            text = future.result()
+            level = 'INFO'
+        except errors.ModelStreamError as e:
+            text = f"Failed: {e}"
+            level = 'WARNING' if bpy.app.background else 'ERROR'
+        context.window_manager.modelstream_connection_report = text
+        self.report({level}, text)
+        return {'FINISHED'} if level == 'INFO' else {'CANCELLED'}
+
+    def _submit(self, context):
+        context.window_manager.modelstream_connection_report = "Testing..."
+        try:
+            return runtime.engine().call(preferences.make_client(context).check)
+        except errors.ModelStreamError as e:
+            future = concurrent.futures.Future()
+            future.set_exception(e)
+            return future
+
+    def execute(self, context):
+        """Blocking: background mode and scripts."""
+        return self._report(context, self._submit(context))
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        self._future = self._submit(context)
+        if self._future.done():
+            return self._report(context, self._future)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {'RUNNING_MODAL'}
+
+    def modal(self, context, event):
+        if event.type != 'TIMER' or not self._future.done():
+            return {'PASS_THROUGH'}
+        context.window_manager.event_timer_remove(self._timer)
+        for area in context.screen.areas:
+            area.tag_redraw()
+        return self._report(context, self._future)
+
+
+CLASSES = (MODELSTREAM_OT_generate, MODELSTREAM_OT_cancel, MODELSTREAM_OT_test_connection)
 
 
 def register():

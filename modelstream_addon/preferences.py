@@ -8,7 +8,7 @@ userpref.blend, so the environment is the safer place for a key on shared machin
 import os
 
 import bpy
-from bpy.props import FloatProperty, StringProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .client import DEFAULT_BASE_URL, ModelStreamClient
 
@@ -29,6 +29,21 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
                                    unit='TIME_ABSOLUTE')
     read_timeout: FloatProperty(name="Read Timeout", default=60.0, min=5.0, max=600.0,
                                 unit='TIME_ABSOLUTE')
+    image_transport: EnumProperty(name="Send Images By", default='AUTO', items=[
+        ('AUTO', "Auto", "The upload endpoint; inline data URLs when the service has none"),
+        ('UPLOAD', "Upload", "Upload each image first and send its token"),
+        ('DATA_URL', "Data URL", "Send images inline in the task request")])
+    proxy: EnumProperty(name="Proxy", default='SYSTEM', items=[
+        ('SYSTEM', "System", "Use the system's proxy settings (HTTPS_PROXY etc.)"),
+        ('NONE', "None", "Connect directly"),
+        ('CUSTOM', "Custom", "Use the proxy URL below")])
+    proxy_url: StringProperty(name="Proxy URL", description="e.g. http://proxy.corp:3128")
+    ca_bundle: StringProperty(
+        name="CA Bundle", subtype='FILE_PATH',
+        description="A PEM file of extra certificate authorities (corporate proxies, VPNs). "
+        "TLS verification always stays on")
+    max_download_mb: IntProperty(name="Max Download (MB)", default=512, min=1, max=8192,
+                                 description="Refuse results larger than this")
 
     def draw(self, context):
         layout = self.layout
@@ -46,6 +61,18 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
         row = col.row(align=True)
         row.prop(self, "connect_timeout")
         row.prop(self, "read_timeout")
+        col.prop(self, "image_transport")
+        col.prop(self, "max_download_mb")
+        box = layout.box()
+        box.label(text="Network", icon='WORLD')
+        box.prop(self, "proxy")
+        if self.proxy == 'CUSTOM':
+            box.prop(self, "proxy_url")
+        box.prop(self, "ca_bundle")
+        box.operator("modelstream.test_connection", icon='PLUGIN')
+        report = context.window_manager.modelstream_connection_report
+        if report:
+            box.label(text=report, icon='ERROR' if report.startswith("Failed") else 'CHECKMARK')
         if not bpy.app.online_access:
             col.label(text="Online access is off: enable it in System > Network.",
                       icon='ERROR')
@@ -66,7 +93,9 @@ def make_client(context=None):
     return ModelStreamClient(
         os.environ.get(KEY_ENV, "").strip() or prefs.api_key,
         os.environ.get(URL_ENV, "").strip() or prefs.base_url,
-        connect_timeout=prefs.connect_timeout, read_timeout=prefs.read_timeout)
+        connect_timeout=prefs.connect_timeout, read_timeout=prefs.read_timeout,
+        proxy=prefs.proxy.lower(), proxy_url=prefs.proxy_url.strip(),
+        ca_bundle=bpy.path.abspath(prefs.ca_bundle) if prefs.ca_bundle else "")
 
 
 def register():

@@ -17,11 +17,23 @@ from bpy.props import (
 )
 
 TASK_TYPE_ITEMS = [
-    ("text_to_model", "Text to Model", "Generate a textured 3D model from a text prompt"),
+    ("text_to_model", "Text to Model", "A textured 3D model from a text prompt"),
+    ("image_to_model", "Image to Model", "A 3D model from one image"),
+    ("multiview_to_model", "Multiview to Model",
+     "A 3D model from front/left/back/right images, or from a multiview image task"),
+    ("refine_model", "Refine Model", "A detailed model from an earlier draft model task"),
+    ("text_to_image", "Text to Image", "An image from a text prompt"),
+    ("generate_image", "Generate Image", "An image from a prompt and an optional image"),
+    ("generate_multiview_image", "Multiview Images",
+     "Four views (front, left, back, right) from a prompt or an image"),
+    ("edit_multiview_image", "Edit Multiview Images",
+     "Edit the four views of an earlier multiview image task with a prompt"),
 ]
 
 OPTION_NAMES = ("task_type", "prompt", "model_version", "face_limit", "texture", "pbr",
-                "texture_quality", "quad", "auto_size", "style")
+                "texture_quality", "quad", "auto_size", "style", "image_path", "view_front",
+                "view_left", "view_back", "view_right", "draft_model_task_id",
+                "original_task_id", "extra_params")
 
 
 def _options_mixin(options):
@@ -58,6 +70,28 @@ def _options_mixin(options):
             description="Scale the model to a plausible real-world size")
         style: StringProperty(
             name="Style", description="Stylization preset; empty for none", options=options)
+        image_path: StringProperty(
+            name="Image", subtype='FILE_PATH', options=options,
+            description="Input image: a PNG/JPEG/WEBP file (others are converted, large ones "
+            "downscaled) or a public http(s) URL")
+        view_front: StringProperty(name="Front", subtype='FILE_PATH', options=options,
+                                   description="Front view image (required)")
+        view_left: StringProperty(name="Left", subtype='FILE_PATH', options=options,
+                                  description="The subject's left side; empty to skip")
+        view_back: StringProperty(name="Back", subtype='FILE_PATH', options=options,
+                                  description="Back view image; empty to skip")
+        view_right: StringProperty(name="Right", subtype='FILE_PATH', options=options,
+                                   description="The subject's right side; empty to skip")
+        draft_model_task_id: StringProperty(
+            name="Draft Task ID", options=options,
+            description="Task id of the draft model to refine")
+        original_task_id: StringProperty(
+            name="Original Task ID", options=options,
+            description="Task id of the multiview image task to edit or to build a model from")
+        extra_params: StringProperty(
+            name="Extra Parameters", options=options,
+            description='More API parameters as a JSON object, e.g. {"model_seed": 7, '
+            '"negative_prompt": "blurry"}')
 
     return GenerateOptions
 
@@ -80,6 +114,7 @@ class MODELSTREAM_PG_job(bpy.types.PropertyGroup):
     state: StringProperty()
     message: StringProperty()
     error: StringProperty()
+    transport: StringProperty(name="Images Sent By")
     progress: FloatProperty(min=0.0, max=1.0, subtype='FACTOR')
     object_name: StringProperty()
 
@@ -93,9 +128,11 @@ def register():
     bpy.types.Scene.modelstream = PointerProperty(type=MODELSTREAM_PG_settings)
     bpy.types.WindowManager.modelstream_jobs = CollectionProperty(type=MODELSTREAM_PG_job)
     bpy.types.WindowManager.modelstream_error = StringProperty()
+    bpy.types.WindowManager.modelstream_connection_report = StringProperty()
 
 
 def unregister():
+    del bpy.types.WindowManager.modelstream_connection_report
     del bpy.types.WindowManager.modelstream_error
     del bpy.types.WindowManager.modelstream_jobs
     del bpy.types.Scene.modelstream

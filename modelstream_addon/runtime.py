@@ -36,6 +36,7 @@ def _mirror(wm, job):
         item.task_type = job.body.get("type", "")
         item.label = job.body.get("prompt", "")[:200]
     item.task_id = job.task_id
+    item.transport = job.transport
     item.state = job.state
     item.message = job.message
     item.error = job.error
@@ -49,8 +50,9 @@ def _redraw(wm):
                 area.tag_redraw()
 
 
-def submit(context, client, body):
-    job = engine().submit(client, body)
+def submit(context, client, body, transport="auto", max_download_mb=512):
+    engine().max_download = max_download_mb * 1024 * 1024
+    job = engine().submit(client, body, transport)
     _mirror(context.window_manager, job)
     return job
 

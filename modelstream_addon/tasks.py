@@ -165,6 +165,16 @@ def build_task(opts):
     return body
 
 
+def image_fields(opts):
+    """The image options this task would read, so unrelated leftovers are never touched."""
+    kind = opts.get("task_type")
+    if kind in ("image_to_model", "generate_image", "generate_multiview_image"):
+        return ("image_path",)
+    if kind == "multiview_to_model" and not (opts.get("original_task_id") or "").strip():
+        return tuple(f"view_{v}" for v in VIEWS)
+    return ()
+
+
 def output_kind(task_type):
     """'model', 'image' or 'multiview': what a task of this type returns."""
     if task_type in MODEL_TYPES:

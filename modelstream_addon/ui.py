@@ -41,7 +41,7 @@ class MODELSTREAM_PT_generate(bpy.types.Panel):
             box.operator("preferences.addon_show", text="Open Preferences",
                          icon='PREFERENCES').module = __package__
         layout.prop(settings, "task_type", text="")
-        layout.prop(settings, "prompt", text="", icon='TEXT')
+        self._draw_inputs(layout, settings)
         row = layout.row()
         row.scale_y = 1.4
         row.operator("modelstream.generate", icon='PLAY')
@@ -50,6 +50,25 @@ class MODELSTREAM_PT_generate(bpy.types.Panel):
             box.alert = True
             _wrapped(box, context, wm.modelstream_error, icon='ERROR')
         self._draw_jobs(context, layout, wm.modelstream_jobs)
+
+    def _draw_inputs(self, layout, settings):
+        """Only the inputs the chosen task type reads."""
+        kind = settings.task_type
+        col = layout.column(align=True)
+        if kind in ("text_to_model", "text_to_image", "generate_image",
+                    "generate_multiview_image", "edit_multiview_image"):
+            col.prop(settings, "prompt", text="", icon='TEXT')
+        if kind in ("image_to_model", "generate_image", "generate_multiview_image"):
+            col.prop(settings, "image_path")
+        if kind == "multiview_to_model":
+            col.prop(settings, "original_task_id")
+            if not settings.original_task_id:
+                for view in ("front", "left", "back", "right"):
+                    col.prop(settings, f"view_{view}")
+        if kind == "edit_multiview_image":
+            col.prop(settings, "original_task_id")
+        if kind == "refine_model":
+            col.prop(settings, "draft_model_task_id")
 
     def _draw_jobs(self, context, layout, jobs):
         running = [j for j in jobs if j.state not in FINAL_STATES]
@@ -61,6 +80,8 @@ class MODELSTREAM_PT_generate(bpy.types.Panel):
             if job in running:
                 row.operator("modelstream.cancel", text="", icon='X').job_id = job.job_id
                 box.progress(factor=job.progress, type='BAR', text=job.message)
+                if job.transport:
+                    box.label(text=f"Images sent by {job.transport}", icon='IMAGE_DATA')
             elif job.state == 'FAILED':
                 box.alert = True
                 _wrapped(box, context, job.error, icon='ERROR')
@@ -82,6 +103,9 @@ class MODELSTREAM_PT_options(bpy.types.Panel):
         layout.use_property_split = True
         layout.use_property_decorate = False
         settings = context.scene.modelstream
+        if settings.task_type not in ("text_to_model", "image_to_model", "multiview_to_model"):
+            layout.prop(settings, "extra_params")
+            return
         layout.prop(settings, "face_limit")
         layout.prop(settings, "texture")
         row = layout.row()
@@ -92,6 +116,7 @@ class MODELSTREAM_PT_options(bpy.types.Panel):
         layout.prop(settings, "auto_size")
         layout.prop(settings, "model_version")
         layout.prop(settings, "style")
+        layout.prop(settings, "extra_params")
 
 
 CLASSES = (MODELSTREAM_PT_generate, MODELSTREAM_PT_options)

@@ -17,6 +17,11 @@ import struct
 import sys
 import zlib
 
+if __package__:
+    from . import local_fbx
+else:
+    import local_fbx
+
 MIN_FACES = 12
 MAX_FACES = 2_000_000
 DEFAULT_FACES = 10_000
@@ -296,10 +301,12 @@ def _slug(prompt: str) -> str:
 
 
 def make_glb(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
-             pbr: bool = False) -> bytes:
+             pbr: bool = False, texture_image: bytes | None = None) -> bytes:
     """A glTF 2.0 binary model for `prompt` with close to `face_limit` triangles.
 
     pbr=True implies a texture (as upstream does) and adds a metallic-roughness map.
+    `texture_image` (PNG or JPEG, see embeddable_texture) replaces the generated base colour,
+    as an image-to-model result wears its input picture.
     """
     faces = min(MAX_FACES, max(MIN_FACES, int(face_limit)))
     textured = texture or pbr
@@ -355,13 +362,13 @@ def make_glb(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
         "materials": [{"name": f"{name}_material", "pbrMetallicRoughness": pbr_block}],
     }
     if textured:
-        images = [("base_color", texture_png(prompt))]
+        images = [("base_color", texture_image or texture_png(prompt))]
         pbr_block["baseColorTexture"] = {"index": 0}
         if pbr:
             images.append(("metallic_roughness", _metal_rough_png()))
             pbr_block["metallicRoughnessTexture"] = {"index": 1}
-        doc["images"] = [{"name": label, "mimeType": "image/png", "bufferView": add_view(png)}
-                         for label, png in images]
+        doc["images"] = [{"name": label, "mimeType": IMAGE_MIME[image_info(data)[0]],
+                          "bufferView": add_view(data)} for label, data in images]
         doc["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 10497,
                             "wrapT": 10497}]
         doc["textures"] = [{"sampler": 0, "source": k} for k in range(len(images))]
@@ -375,3 +382,357 @@ def make_glb(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
         struct.pack("<I4s", len(json_chunk), b"JSON"), json_chunk,
         struct.pack("<I4s", len(bin_chunk), b"BIN\0"), bin_chunk,
     ))
+
+
+# --- input images: what the relay accepts, and what can be reused as a texture ---------------
+
+IMAGE_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MIN_SIDE, MAX_SIDE = 20, 6000
+MAX_DECODE_PIXELS = 1_000_000  # pure-Python unfiltering is slow; bigger inputs fall back
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def image_info(data: bytes) -> tuple[str, int | None, int | None]:
+    """(kind, width, height) from the magic bytes; sizes are None when the header hides them.
+
+    Raises ValueError for anything but PNG, JPEG or WEBP, the three types upstream takes.
+    """
+    if data.startswith(_PNG_MAGIC):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ValueError("the PNG has no IHDR header")
+        return "png", *struct.unpack_from(">II", data, 16)
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg", *_jpeg_size(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp", *_webp_size(data)
+    raise ValueError("the file is not a PNG, JPEG or WEBP image")
+
+
+def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
+    """Walk the JPEG segments up to the first start-of-frame, which holds the size."""
+    pos = 2
+    while pos + 9 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack_from(">HH", data, pos + 5)
+            return width, height
+        if marker == 0xDA:
+            break
+        pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
+    return None, None
+
+
+def _webp_size(data: bytes) -> tuple[int | None, int | None]:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30:
+        width, height = struct.unpack_from("<HH", data, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X" and len(data) >= 30:
+        return (int.from_bytes(data[24:27], "little") + 1,
+                int.from_bytes(data[27:30], "little") + 1)
+    return None, None
+
+
+def check_image(data: bytes) -> str:
+    """The image kind if upstream would take the file, else ValueError saying why."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError("the image is larger than 20 MB")
+    kind, width, height = image_info(data)
+    for side in (width, height):
+        if side is not None and not MIN_SIDE <= side <= MAX_SIDE:
+            raise ValueError(f"the image is {width} x {height} px; each side must be "
+                             f"{MIN_SIDE} to {MAX_SIDE} px")
+    return kind
+
+
+def _png_raw(data: bytes, max_pixels: int):
+    """(width, height, colour type, bit depth, palette, inflated scanlines), or None.
+
+    None covers what this small reader leaves alone (interlacing, sub-byte depths, huge
+    images) as well as broken files: chunk CRCs, the inflated size and the filter bytes are
+    all checked, so a file that passes is one any PNG reader decodes.
+    """
+    try:
+        kind, width, height = image_info(data)
+    except ValueError:
+        return None
+    if kind != "png" or not 0 < width * height <= max_pixels:
+        return None
+    depth, ctype, _, _, interlace = data[24:29]
+    if ctype not in _PNG_CHANNELS or depth not in (8, 16) or (ctype == 3 and depth != 8) \
+            or interlace:
+        return None
+    pos, idat, palette = 8, bytearray(), None
+    while pos + 12 <= len(data):
+        length, tag = struct.unpack_from(">I4s", data, pos)
+        body = data[pos + 8:pos + 8 + length]
+        crc = data[pos + 8 + length:pos + 12 + length]
+        if len(body) != length or len(crc) != 4 or \
+                zlib.crc32(tag + body) & 0xFFFFFFFF != int.from_bytes(crc, "big"):
+            return None
+        if tag == b"IDAT":
+            idat += body
+        elif tag == b"PLTE":
+            palette = [bytes(body[i:i + 3]) + b"\xff" for i in range(0, length - 2, 3)]
+        elif tag == b"IEND":
+            break
+        pos += 12 + length
+    stride = width * _PNG_CHANNELS[ctype] * depth // 8
+    expected = height * (stride + 1)
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(bytes(idat), expected + 1)
+    except zlib.error:
+        return None
+    if len(raw) != expected or max(raw[::stride + 1]) > 4 or (ctype == 3 and not palette):
+        return None
+    return width, height, ctype, depth, palette, raw
+
+
+def embeddable_texture(data: bytes | None) -> bytes | None:
+    """`data` when a model can wear it as its base colour: a sound PNG, or a sized JPEG."""
+    if not data:
+        return None
+    if _png_raw(data, 16 * MAX_DECODE_PIXELS):
+        return data
+    try:
+        kind, width, _ = image_info(data)
+    except ValueError:
+        return None
+    return data if kind == "jpeg" and width else None
+
+
+def _unfilter(kind: int, line: bytearray, prev: bytes, bpp: int) -> bytearray:
+    if kind == 1:
+        for i in range(bpp, len(line)):
+            line[i] = (line[i] + line[i - bpp]) & 255
+    elif kind == 2:
+        line = bytearray((a + b) & 255 for a, b in zip(line, prev, strict=True))
+    elif kind == 3:
+        for i in range(len(line)):
+            left = line[i - bpp] if i >= bpp else 0
+            line[i] = (line[i] + ((left + prev[i]) >> 1)) & 255
+    elif kind == 4:
+        for i in range(len(line)):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+            line[i] = (line[i] + pred) & 255
+    return line
+
+
+def decode_png(data: bytes, max_pixels: int = MAX_DECODE_PIXELS):
+    """(width, height, RGBA rows) of a PNG this reader handles, else None (see _png_raw)."""
+    found = _png_raw(data, max_pixels)
+    if found is None:
+        return None
+    width, height, ctype, depth, palette, raw = found
+    channels = _PNG_CHANNELS[ctype]
+    bpp = channels * depth // 8
+    stride = width * bpp
+    rows, prev = [], bytes(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        line = _unfilter(raw[start], bytearray(raw[start + 1:start + 1 + stride]), prev, bpp)
+        prev = line
+        samples = line[::2] if depth == 16 else line
+        if ctype == 3:
+            black = b"\0\0\0\xff"
+            rows.append(b"".join(palette[i] if i < len(palette) else black for i in samples))
+            continue
+        rgba = bytearray(b"\xff" * 4 * width)
+        grey = ctype in (0, 4)
+        for k in range(3):
+            rgba[k::4] = samples[0 if grey else k::channels]
+        if ctype in (4, 6):
+            rgba[3::4] = samples[channels - 1::channels]
+        rows.append(bytes(rgba))
+    return width, height, rows
+
+
+def tinted_png(data: bytes, prompt: str, size: int = 512) -> bytes | None:
+    """The input picture scaled to fit `size` and washed with the prompt's colour, or None
+    when the input is not a PNG this reader decodes."""
+    decoded = decode_png(data)
+    if decoded is None:
+        return None
+    width, height, rows = decoded
+    scale = size / max(width, height)
+    out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+    columns = [min(width - 1, int(x / scale)) * 4 for x in range(out_w)]
+    colour = _palette(prompt)[0]
+    tables = [bytes(round(v * 0.65 + c * 0.35) for v in range(256)) for c in colour]
+    out_rows = []
+    for y in range(out_h):
+        src = rows[min(height - 1, int(y / scale))]
+        row = bytearray(b"".join(src[x:x + 4] for x in columns))
+        for k in range(3):
+            row[k::4] = bytes(row[k::4]).translate(tables[k])
+        out_rows.append(bytes(row))
+    return make_png(out_w, out_h, out_rows)
+
+
+# --- pictures of the procedural shapes: generated images and multiview sheets ---------------
+
+VIEWS = ("front", "left", "back", "right")
+RENDER_FACES = 1500
+# Orthographic cameras around +Y (glTF axes, the subject faces +Z): screen-right and toward-the-
+# camera as (x, z) weights. "left" is the subject's left, seen from +X.
+_CAMERAS = {"front": ((1, 0), (0, 1)), "left": ((0, -1), (1, 0)),
+            "back": ((-1, 0), (0, -1)), "right": ((0, 1), (-1, 0))}
+_LIGHT = (0.48, 0.72, 0.5)  # fixed in the world, so each side of the subject is lit its own way
+
+
+def render_views(shape_seed: str, colour_seeds: dict[str, str], size: int = 512) -> dict:
+    """PNG pictures of the shape `shape_seed` makes, one per view named in `colour_seeds`,
+    each painted in the palette of its colour seed (an edit prompt can recolour one view)."""
+    _, position, wraps_v, aspect = _shape(shape_seed, RENDER_FACES)
+    nu, nv = _grid(RENDER_FACES, aspect, 0 if wraps_v else 1)
+    positions, _, _, indices = _build_mesh(position, wraps_v, nu, nv, False)
+    ys = [p[1] for p in positions]
+    y_low, y_high = min(ys), max(ys)
+    reach = max(max(math.hypot(p[0], p[2]) for p in positions), (y_high - y_low) / 2)
+    scale = 0.42 * size / reach
+    triangles = []
+    for k in range(0, len(indices), 3):
+        a, b, c = (positions[i] for i in indices[k:k + 3])
+        normal = _normal(tuple(q - p for p, q in zip(a, b, strict=True)),
+                         tuple(q - p for p, q in zip(a, c, strict=True)), None)
+        if normal:
+            height = ((a[1] + b[1] + c[1]) / 3 - y_low) / ((y_high - y_low) or 1.0)
+            light = max(0.0, sum(n * w for n, w in zip(normal, _LIGHT, strict=True)))
+            triangles.append(((a, b, c), normal, height, 0.3 + 0.7 * light))
+    return {view: _render(triangles, view, _palette(seed), scale, (y_low + y_high) / 2, size)
+            for view, seed in colour_seeds.items()}
+
+
+def _render(triangles, view: str, palette, scale: float, y_mid: float, size: int) -> bytes:
+    (rx, rz), (dx, dz) = _CAMERAS[view]
+    base, top, back = palette
+    light_bg = [round(255 - (255 - v) * 0.25) for v in back]
+    buf = bytearray()
+    for y in range(size):
+        fade = 1 - 0.15 * y / size
+        buf += bytes((*(round(v * fade) for v in light_bg), 255)) * size
+    depth = [-math.inf] * (size * size)
+    half = size / 2
+    for corners, normal, height, shade in triangles:
+        if normal[0] * dx + normal[2] * dz <= 0:
+            continue  # faces away from this camera
+        colour = bytes((*(min(255, round((p + (q - p) * height) * shade))
+                          for p, q in zip(base, top, strict=True)), 255))
+        screen = [(half + scale * (x * rx + z * rz), half - scale * (y - y_mid), x * dx + z * dz)
+                  for x, y, z in corners]
+        _fill(buf, depth, size, screen, colour)
+    return make_png(size, size, [buf[y * 4 * size:(y + 1) * 4 * size] for y in range(size)])
+
+
+def _fill(buf: bytearray, depth: list, size: int, screen, colour: bytes) -> None:
+    """Scan-convert one triangle with a depth test, a row span at a time."""
+    (x0, y0, z0), (x1, y1, z1), (x2, y2, z2) = screen
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    if abs(area) < 1e-9:
+        return
+    if area < 0:
+        (x1, y1, z1), (x2, y2, z2), area = (x2, y2, z2), (x1, y1, z1), -area
+    dz_dx = ((z1 - z0) * (y2 - y0) - (z2 - z0) * (y1 - y0)) / area
+    dz_dy = ((x1 - x0) * (z2 - z0) - (x2 - x0) * (z1 - z0)) / area
+    edges = ((x0, y0, x1, y1), (x1, y1, x2, y2), (x2, y2, x0, y0))
+    top = max(0, math.ceil(min(y0, y1, y2) - 0.5))
+    bottom = min(size - 1, math.floor(max(y0, y1, y2) - 0.5))
+    for py in range(top, bottom + 1):
+        cy = py + 0.5
+        low, high = -math.inf, math.inf
+        for ax, ay, bx, by in edges:
+            slope = ay - by  # the edge function is slope * x + offset, >= 0 inside
+            offset = (bx - ax) * (cy - ay) - slope * ax
+            if slope > 0:
+                low = max(low, -offset / slope)
+            elif slope < 0:
+                high = min(high, -offset / slope)
+            elif offset < 0:
+                high = -math.inf
+        first, last = max(0, math.ceil(low - 0.5)), min(size - 1, math.floor(high - 0.5))
+        row = py * size
+        z = z0 + dz_dx * (first + 0.5 - x0) + dz_dy * (cy - y0)
+        for px in range(first, last + 1):
+            if z > depth[row + px]:
+                depth[row + px] = z
+                buf[4 * (row + px):4 * (row + px) + 4] = colour
+            z += dz_dx
+
+
+# --- quad meshes, for quad=true (delivered as FBX) ------------------------------------------
+
+def quad_mesh(prompt: str, face_limit: int):
+    """The prompt's shape as close to `face_limit` quads, with shared vertices.
+
+    Returns (name, vertices, polygons, corner normals, corner UVs); ends are closed by fans of
+    quads, so every polygon has four corners.
+    """
+    quads = min(MAX_FACES, max(MIN_FACES, int(face_limit)))
+    _, position, wraps_v, aspect = _shape(prompt, 2 * quads)
+    capped = not wraps_v
+    nu, nv = _grid(2 * quads, aspect, int(capped))
+    if capped and nu % 2:
+        nu -= 1  # a quad fan takes the ring's vertices two at a time
+    ring_count = nv if wraps_v else nv + 1
+    rows = [[position(2 * math.pi * i / nu, j / nv) for i in range(nu)]
+            for j in range(ring_count)]
+
+    def index(j: int, i: int) -> int:
+        return (j % ring_count) * nu + i % nu
+
+    vertex_normals = []
+    for j in range(ring_count):
+        below = rows[(j - 1) % ring_count] if wraps_v else rows[max(j - 1, 0)]
+        above = rows[(j + 1) % ring_count] if wraps_v else rows[min(j + 1, ring_count - 1)]
+        for i in range(nu):
+            left, right = rows[j][i - 1], rows[j][(i + 1) % nu]
+            du = tuple(q - p for p, q in zip(left, right, strict=True))
+            dv = tuple(q - p for p, q in zip(below[i], above[i], strict=True))
+            vertex_normals.append(_normal(du, dv, (0.0, 1.0, 0.0)))
+    vertices = [p for row in rows for p in row]
+    polygons, normals, uvs = [], [], []
+    for j in range(nv):
+        for i in range(nu):
+            corners = ((j, i), (j, i + 1), (j + 1, i + 1), (j + 1, i))
+            polygons.append(tuple(index(*c) for c in corners))
+            normals.extend(vertex_normals[index(*c)] for c in corners)
+            uvs.extend((ci / nu, 1 - cj / nv) for cj, ci in corners)
+    if capped:
+        extent = max(math.hypot(p[0], p[2]) for p in vertices) or 1.0
+        for j, up in ((0, False), (nv, True)):
+            centre = len(vertices)
+            vertices.append((0.0, sum(p[1] for p in rows[j]) / nu, 0.0))
+            for i in range(0, nu, 2):
+                ring = [index(j, i + k) for k in range(3)]
+                polygon = (centre, *ring) if up else (centre, *ring[::-1])
+                polygons.append(polygon)
+                normals.extend([(0.0, 1.0 if up else -1.0, 0.0)] * 4)
+                uvs.extend((0.5 + 0.5 * vertices[v][0] / extent,
+                            0.5 + 0.5 * vertices[v][2] / extent) for v in polygon)
+    return f"ModelStream_{_slug(prompt)}", vertices, polygons, normals, uvs
+
+
+def make_fbx(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
+             texture_image: bytes | None = None) -> bytes:
+    """A binary FBX quad model, what upstream returns for quad=true."""
+    name, vertices, polygons, normals, uvs = quad_mesh(prompt, face_limit)
+    image = (texture_image or texture_png(prompt)) if texture else None
+    return local_fbx.mesh_fbx(name, vertices, polygons, normals, uvs, _palette(prompt)[0],
+                              image and (image, "jpg" if image_info(image)[0] == "jpeg" else "png"))

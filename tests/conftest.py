@@ -27,6 +27,24 @@ KEY = "sk-test-0123456789abcdef"
 ADDON = "bl_ext.user_default.modelstream_addon"
 
 
+def write_png(path, width=64, height=48, rgb=(200, 120, 40)):
+    """A real (tiny, plain-colour) PNG file, written without any image library."""
+    import struct
+    import zlib
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n"
+                + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return str(path)
+
+
 class Service:
     """A handle on the local service subprocess: its URL and its control endpoints."""
 

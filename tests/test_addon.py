@@ -144,3 +144,116 @@ def test_online_access_off_sends_nothing(blender, service):
     with pytest.raises(RuntimeError, match="Allow Online Access"):
         bpy.ops.modelstream.generate(prompt="a lamp")
     assert sum(service.stats()["requests"].values()) == 0
+
+
+def model_empty(bpy, task_type):
+    return [o for o in bpy.data.collections["ModelStream"].objects
+            if o.type == 'EMPTY' and o["modelstream_type"] == task_type][-1]
+
+
+def task_images(bpy, task_type):
+    return [i for i in bpy.data.images if i.get("modelstream_task_id")
+            and i.name.startswith(task_type)]
+
+
+def test_image_to_model_from_a_file_converted_when_needed(blender, tmp_path):
+    from tests.conftest import write_png
+
+    bpy = blender
+    png = write_png(tmp_path / "in.png", 80, 80)
+    assert bpy.ops.modelstream.generate(task_type="image_to_model", image_path=png,
+                                        face_limit=800) == {'FINISHED'}
+    assert model_empty(bpy, "image_to_model")["modelstream_task_id"]
+    bmp = bpy.data.images.new("to_bmp", 64, 64)
+    bmp.filepath_raw = str(tmp_path / "in.bmp")
+    bmp.file_format = 'BMP'
+    bmp.save()
+    bpy.data.images.remove(bmp)
+    assert bpy.ops.modelstream.generate(task_type="image_to_model",
+                                        image_path=str(tmp_path / "in.bmp"),
+                                        face_limit=800) == {'FINISHED'}
+
+
+def test_multiview_to_model_from_files_with_a_skipped_slot(blender, service, tmp_path):
+    from tests.conftest import write_png
+
+    bpy = blender
+    front = write_png(tmp_path / "front.png", 64, 64, (255, 0, 0))
+    back = write_png(tmp_path / "back.png", 64, 64, (0, 0, 255))
+    assert bpy.ops.modelstream.generate(task_type="multiview_to_model", view_front=front,
+                                        view_back=back, face_limit=600) == {'FINISHED'}
+    assert model_empty(bpy, "multiview_to_model")
+    assert service.stats()["requests"]["upload"] == 2
+
+
+def test_refine_model_from_a_draft(blender):
+    bpy = blender
+    assert bpy.ops.modelstream.generate(prompt="a draft boat", face_limit=500) == {'FINISHED'}
+    draft = model_empty(bpy, "text_to_model")["modelstream_task_id"]
+    assert bpy.ops.modelstream.generate(task_type="refine_model",
+                                        draft_model_task_id=draft) == {'FINISHED'}
+    assert model_empty(bpy, "refine_model")
+
+
+def test_text_to_image_leaves_tagged_image_datablocks(blender):
+    bpy = blender
+    assert bpy.ops.modelstream.generate(task_type="text_to_image",
+                                        prompt="a fox in snow") == {'FINISHED'}
+    images = task_images(bpy, "text_to_image")
+    assert len(images) == 1 and images[0].size[0] > 0
+    assert images[0].packed_file is not None and images[0].use_fake_user
+    job = bpy.context.window_manager.modelstream_jobs[-1]
+    assert images[0]["modelstream_task_id"] == job.task_id
+
+
+def test_multiview_image_chain_into_a_model(blender):
+    bpy = blender
+    assert bpy.ops.modelstream.generate(task_type="generate_multiview_image",
+                                        prompt="a toy robot") == {'FINISHED'}
+    views = task_images(bpy, "generate_multiview_image")
+    assert sorted(i["modelstream_view"] for i in views) == ["back", "front", "left", "right"]
+    first = views[0]["modelstream_task_id"]
+    assert bpy.ops.modelstream.generate(task_type="edit_multiview_image", prompt="paint it red",
+                                        original_task_id=first) == {'FINISHED'}
+    edited = task_images(bpy, "edit_multiview_image")[0]["modelstream_task_id"]
+    assert bpy.ops.modelstream.generate(task_type="multiview_to_model",
+                                        original_task_id=edited,
+                                        face_limit=700) == {'FINISHED'}
+    assert model_empty(bpy, "multiview_to_model")
+
+
+def test_quad_model_arrives_as_fbx(blender):
+    bpy = blender
+    assert bpy.ops.modelstream.generate(prompt="a quad crate", face_limit=1000,
+                                        quad=True) == {'FINISHED'}
+    meshes = [o for o in model_empty(bpy, "text_to_model").children_recursive
+              if o.type == 'MESH']
+    assert meshes and all(len(p.vertices) == 4 for p in meshes[0].data.polygons)
+
+
+def test_bad_extra_params_are_refused_before_sending(blender, service):
+    bpy = blender
+    assert bpy.ops.modelstream.generate(prompt="a cup", extra_params="{nope") == {'CANCELLED'}
+    assert "extra_params" in bpy.context.window_manager.modelstream_error
+    assert service.stats()["requests"]["create"] == 0
+
+
+def test_test_connection_checks_key_without_creating_a_task(blender, service, monkeypatch):
+    bpy = blender
+    assert bpy.ops.modelstream.test_connection() == {'FINISHED'}
+    assert "accepted" in bpy.context.window_manager.modelstream_connection_report
+    monkeypatch.setenv("MODELSTREAM_API_KEY", "sk-wrong")
+    assert bpy.ops.modelstream.test_connection() == {'CANCELLED'}
+    assert "API key" in bpy.context.window_manager.modelstream_connection_report
+    assert service.stats()["tasks_created"] == 0
+
+
+def test_missing_ca_bundle_is_a_clear_error(blender, addon):
+    bpy = blender
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    prefs.ca_bundle = "/no/such/bundle.pem"
+    try:
+        assert bpy.ops.modelstream.generate(prompt="a cup") == {'CANCELLED'}
+        assert "CA bundle" in bpy.context.window_manager.modelstream_error
+    finally:
+        prefs.ca_bundle = ""
