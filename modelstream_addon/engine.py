@@ -1,23 +1,28 @@
-"""Job engine: submit -> poll -> download -> ready. No bpy here.
+"""Job engine: submit -> poll -> download -> ready, many jobs at once. No bpy here.
 
 All network and file I/O runs on worker threads, which only post plain dicts to a queue.
 The main thread calls `tick()` (GUI timer) to apply them; it never waits on the network.
-Headless, `wait()` blocks on the same queue, so one code path serves both.
+Headless, `wait()` blocks on the same queue, so one code path serves both. At most
+`max_concurrent` jobs are at the service at once; the rest wait here, in order. Every job
+is kept in a history file, so tasks still running when Blender closed resume later.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import contextlib
 import copy
 import os
 import queue
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import errors, formats, imagefile, tasks
+from . import errors, formats, history, imagefile, tasks
 
+WAITING = "WAITING"
 SUBMITTING = "SUBMITTING"
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
@@ -37,6 +42,9 @@ FAILED_STATUSES = {
 }
 CANCEL_NOTE = ("Stopped waiting. The service has no cancel endpoint: the task may still "
                "finish and be charged.")
+LOST_NOTE = ("Blender stopped before the service confirmed this task, so it was not sent "
+             "again (no double charge). It may exist: check your ModelStream task list and "
+             "use Import Task by ID.")
 
 
 @dataclass
@@ -45,13 +53,13 @@ class Job:
 
     body: dict
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    state: str = SUBMITTING
+    state: str = WAITING
     task_id: str = ""
     status: str = ""
     progress: int = 0
     queuing_num: int = -1
     running_left_time: float = -1
-    message: str = "Sending the task"
+    message: str = "Waiting for a free slot"
     error: str = ""
     transport: str = ""
     output_path: str = ""
@@ -59,52 +67,120 @@ class Job:
     images: list = field(default_factory=list)
     created: float = field(default_factory=time.time)
     finished: float = 0.0
+    imported_as: str = ""
 
     @property
     def done(self):
         return self.state in FINAL_STATES
 
+    def files(self):
+        return [p for p in [self.output_path, *(path for _, path in self.images)] if p]
+
 
 class Engine:
-    def __init__(self, download_dir, *, max_workers=4, poll_min=2.0, poll_max=30.0,
-                 time_limit=1800.0, unknown_limit=120.0,
-                 max_download=512 * 1024 * 1024):
+    def __init__(self, download_dir, *, max_concurrent=4, poll_min=2.0, poll_max=30.0,
+                 time_limit=1800.0, unknown_limit=120.0, max_download=512 * 1024 * 1024,
+                 history_path=None, max_history=200):
         self.download_dir = download_dir
+        self.max_concurrent = max_concurrent
         self.poll_min = poll_min
         self.poll_max = poll_max
         self.time_limit = time_limit
         self.unknown_limit = unknown_limit
         self.max_download = max_download
+        self.max_history = max_history
         self.jobs = {}
         self._cancels = {}
         self._events = queue.Queue()
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="modelstream")
+        self._slots = threading.Condition()
+        self._line = collections.deque()
+        self._running = 0
+        self._closed = False
+        self._writer = None
+        if history_path:
+            self._restore(history.load(history_path))
+            self._writer = history.HistoryWriter(history_path)
+
+    # Main thread --------------------------------------------------------------------
 
     def submit(self, client, body, transport="auto"):
         """Start a job for a validated body; returns at once. `transport` says how local
         images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'."""
         job = Job(body=copy.deepcopy(body))
         self.jobs[job.id] = job
-        cancel = self._cancels[job.id] = threading.Event()
-        self._pool.submit(self._run, job.id, client, job.body, transport, cancel)
+        self._start(job, self._create_and_follow, client, job.body, transport)
+        self._prune()
         return job
 
+    def attach(self, client, task_id):
+        """Follow a task created elsewhere (same key): poll, download, ready to import."""
+        job = Job(body={"type": ""}, task_id=task_id, message="Looking up the task")
+        self.jobs[job.id] = job
+        self._start(job, self._follow, client, task_id, "")
+        self._prune()
+        return job
+
+    def refetch(self, client, job_id):
+        """Fresh URLs and a new download for a finished task whose files are gone."""
+        job = self.jobs[job_id]
+        job.state, job.message, job.error, job.finished = DOWNLOADING, "Fetching again", "", 0
+        self._start(job, self._follow, client, job.task_id, job.body.get("type", ""))
+        self._save()
+
+    def resume(self, client):
+        """Follow again the tasks that were still running when Blender stopped."""
+        resumed = [j for j in self.jobs.values()
+                   if not j.done and j.task_id and j.id not in self._cancels]
+        for job in resumed:
+            job.message = "Resumed after a restart"
+            self._start(job, self._follow, client, job.task_id, job.body.get("type", ""))
+        return resumed
+
     def call(self, fn, *args):
-        """Run a one-off network call on a worker; returns a Future to poll."""
-        return self._pool.submit(fn, *args)
+        """Run a one-off network call on its own thread; returns a Future to poll."""
+        future = concurrent.futures.Future()
+
+        def run():
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:
+                future.set_exception(e)
+
+        threading.Thread(target=run, name="modelstream-call", daemon=True).start()
+        return future
 
     def cancel(self, job_id):
         job = self.jobs.get(job_id)
         if job is None or job.done:
             return
-        self._cancels[job_id].set()
+        if job_id in self._cancels:
+            self._cancels[job_id].set()
         self._apply(job_id, {"state": CANCELLED, "message": CANCEL_NOTE})
 
-    def mark_imported(self, job_id, message="Imported"):
-        self._apply(job_id, {"state": IMPORTED, "message": message})
+    def remove(self, job_id, delete_files=True):
+        """Forget a job (cancelling it first) and delete its cached files."""
+        self.cancel(job_id)
+        job = self.jobs.pop(job_id, None)
+        if job is not None and delete_files:
+            _delete(job.files())
+        self._save()
+
+    def clear_finished(self):
+        for job in [j for j in self.jobs.values() if j.done]:
+            self.remove(job.id)
+
+    def mark_imported(self, job_id, imported_as, message=None):
+        self._apply(job_id, {"state": IMPORTED, "imported_as": imported_as,
+                             "message": message or f"Imported as {imported_as}"})
 
     def mark_failed(self, job_id, error):
         self._apply(job_id, {"state": FAILED, "error": error, "message": error})
+
+    def queue_position(self, job_id):
+        """1-based place among jobs waiting for a slot here, or 0."""
+        waiting = [j.id for j in sorted(self.jobs.values(), key=lambda j: j.created)
+                   if j.state == WAITING]
+        return waiting.index(job_id) + 1 if job_id in waiting else 0
 
     def tick(self):
         """Apply what the workers posted; never blocks. Returns the jobs that changed."""
@@ -114,8 +190,10 @@ class Engine:
                 job_id, update = self._events.get_nowait()
             except queue.Empty:
                 break
-            if self._apply(job_id, update):
+            if self._apply(job_id, update, save=False):
                 changed[job_id] = self.jobs[job_id]
+        if changed:
+            self._save()
         return list(changed.values())
 
     def wait(self, job_id, timeout=None):
@@ -134,11 +212,40 @@ class Engine:
         return job
 
     def shutdown(self):
-        for job_id in list(self.jobs):
-            self.cancel(job_id)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop all workers; unfinished tasks stay in the history and resume next time."""
+        self._closed = True
+        for cancel in self._cancels.values():
+            cancel.set()
+        with self._slots:
+            self._slots.notify_all()
+        if self._writer is not None:
+            self._save()
+            self._writer.close()
 
-    def _apply(self, job_id, update):
+    def _restore(self, records):
+        for record in records:
+            job = Job(body=record.get("body") or {}, id=record["id"])
+            for name in history.FIELDS:
+                if name in record and name != "id":
+                    setattr(job, name, record[name])
+            job.images = [tuple(pair) for pair in job.images]
+            if not job.done and not job.task_id:
+                job.state, job.error, job.message = FAILED, LOST_NOTE, LOST_NOTE
+            self.jobs[job.id] = job
+
+    def _save(self):
+        if self._writer is not None:
+            self._writer.save([history.record_of(j) for j in self.jobs.values()])
+
+    def _prune(self):
+        """Keep the history bounded: the oldest finished jobs go, with their files."""
+        finished = sorted((j for j in self.jobs.values() if j.done), key=lambda j: j.created)
+        for job in finished[:max(0, len(self.jobs) - self.max_history)]:
+            self.jobs.pop(job.id)
+            _delete(job.files())
+        self._save()
+
+    def _apply(self, job_id, update, save=True):
         job = self.jobs.get(job_id)
         if job is None or (job.done and update.get("state") != IMPORTED):
             return False
@@ -146,42 +253,105 @@ class Engine:
             setattr(job, key, value)
         if job.done and not job.finished:
             job.finished = time.time()
+        if save:
+            self._save()
         return True
+
+    def _start(self, job, step, *args):
+        cancel = self._cancels[job.id] = threading.Event()
+        threading.Thread(target=self._worker, args=(job.id, cancel, step, args),
+                         name=f"modelstream-{job.id}", daemon=True).start()
+
+    # Worker threads -----------------------------------------------------------------
+
+    def _worker(self, job_id, cancel, step, args):
+        """Waits for a slot, runs one job's steps, always reports back."""
+        def post(**update):
+            self._events.put((job_id, update))
+
+        known = {"task_id": args[1] if step == self._follow else ""}
+        try:
+            self._acquire(job_id, cancel)
+            try:
+                step(*args, cancel, post, known)
+            finally:
+                self._release()
+        except errors.CancelledError:
+            post(state=CANCELLED, message=CANCEL_NOTE)
+        except errors.ModelStreamError as e:
+            e.task_id = e.task_id or known["task_id"]
+            post(state=FAILED, error=str(e), message=str(e))
+        except Exception as e:  # a worker must always report back
+            post(state=FAILED, error=f"Unexpected error: {type(e).__name__}: {e}",
+                 message="Unexpected error")
+
+    def _acquire(self, job_id, cancel):
+        """FIFO slots: at most max_concurrent jobs talk to the service at once."""
+        with self._slots:
+            self._line.append(job_id)
+            try:
+                while self._line[0] != job_id or self._running >= self.max_concurrent:
+                    if cancel.is_set() or self._closed:
+                        raise errors.CancelledError("Cancelled.")
+                    self._slots.wait(0.5)
+            finally:
+                self._line.remove(job_id)
+                self._slots.notify_all()
+            self._running += 1
+
+    def _release(self):
+        with self._slots:
+            self._running -= 1
+            self._slots.notify_all()
+
+    def _create_and_follow(self, client, body, transport, cancel, post, known):
+        post(state=SUBMITTING, message="Sending the task")
+        body = self._send_images(client, body, transport, cancel, post)
+        delay = self.poll_min
+        give_up = time.monotonic() + self.time_limit
+        while True:
+            try:
+                task_id = client.create_task(body, cancel=cancel)
+                break
+            except errors.RateLimitError as e:
+                # The service refused, so nothing was created: wait our turn, never fail.
+                if time.monotonic() > give_up:
+                    raise
+                post(state=WAITING, message="The service is busy (rate or concurrency "
+                     "limit); waiting to send")
+                delay = min(self.poll_max, e.retry_after or delay * 2)
+                if cancel.wait(delay):
+                    raise errors.CancelledError("Cancelled.") from None
+        known["task_id"] = task_id
+        post(task_id=task_id, state=QUEUED, message="Task created, waiting in queue")
+        self._follow(client, task_id, body["type"], cancel, post, known)
+
+    def _follow(self, client, task_id, task_type, cancel, post, known):
+        data = self._poll(client, task_id, cancel, post)
+        if not task_type:
+            task_type = str(data.get("type") or "")
+            if task_type not in tasks.TASK_TYPES:
+                raise errors.TaskFailedError(f"Task type {task_type!r} is not supported.",
+                                             task_id=task_id)
+            body = {"type": task_type}
+            prompt = (data.get("input") or {}).get("prompt")
+            if prompt:
+                body["prompt"] = prompt
+            post(body=body)
+        post(state=DOWNLOADING, message="Downloading the result", progress=100)
+        os.makedirs(self.download_dir, exist_ok=True)
+        result = {}
+        if tasks.output_kind(task_type) == "model":
+            result["output_path"], result["output_format"] = self._download(
+                client, task_id, data, cancel)
+        result["images"] = self._download_images(client, task_id, data, task_type, cancel)
+        post(state=READY, progress=100, message="Ready to import", **result)
 
     def _poll_delay(self, data, attempt):
         left = data.get("running_left_time")
         if isinstance(left, (int, float)) and left > 0:
             return min(self.poll_max, max(self.poll_min, left / 2))
         return min(self.poll_max, self.poll_min * (1.5 ** attempt))
-
-    def _run(self, job_id, client, body, transport, cancel):
-        """Worker thread: plain data out through the queue, nothing else shared."""
-        def post(**update):
-            self._events.put((job_id, update))
-
-        task_id = None
-        try:
-            body = self._send_images(client, body, transport, cancel, post)
-            task_id = client.create_task(body, cancel=cancel)
-            post(task_id=task_id, state=QUEUED, message="Task created, waiting in queue")
-            data = self._poll(client, task_id, cancel, post)
-            post(state=DOWNLOADING, message="Downloading the result", progress=100)
-            os.makedirs(self.download_dir, exist_ok=True)
-            result = {}
-            if tasks.output_kind(body["type"]) == "model":
-                result["output_path"], result["output_format"] = self._download(
-                    client, task_id, data, cancel)
-            result["images"] = self._download_images(client, task_id, data, body["type"],
-                                                     cancel)
-            post(state=READY, progress=100, message="Ready to import", **result)
-        except errors.CancelledError:
-            post(state=CANCELLED, message=CANCEL_NOTE)
-        except errors.ModelStreamError as e:
-            e.task_id = e.task_id or task_id
-            post(state=FAILED, error=str(e), message=str(e))
-        except Exception as e:  # a worker must always report back
-            post(state=FAILED, error=f"Unexpected error: {type(e).__name__}: {e}",
-                 message="Unexpected error")
 
     def _poll(self, client, task_id, cancel, post):
         start = time.monotonic()
@@ -314,3 +484,9 @@ def _status_text(data):
 def _number(value):
     """The API's -1-when-unknown numbers, defensively."""
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else -1
+
+
+def _delete(paths):
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.remove(path)

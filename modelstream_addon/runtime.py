@@ -84,7 +84,7 @@ def finish(context, job, *, error="", object_name=""):
     if error:
         engine().mark_failed(job.id, error)
     else:
-        engine().mark_imported(job.id, f"Imported as {object_name}")
+        engine().mark_imported(job.id, object_name)
     _mirror(context.window_manager, job)
     item = next(i for i in context.window_manager.modelstream_jobs if i.job_id == job.id)
     item.object_name = object_name

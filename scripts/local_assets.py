@@ -594,7 +594,8 @@ RENDER_FACES = 1500
 # camera as (x, z) weights. "left" is the subject's left, seen from +X.
 _CAMERAS = {"front": ((1, 0), (0, 1)), "left": ((0, -1), (1, 0)),
             "back": ((-1, 0), (0, -1)), "right": ((0, 1), (-1, 0))}
-_LIGHT = (0.48, 0.72, 0.5)  # fixed in the world, so each side of the subject is lit its own way
+# Key and fill lights fixed in the world, so each side of the subject is lit its own way.
+_KEY_LIGHT, _FILL_LIGHT = (0.48, 0.72, 0.5), (-0.6, 0.35, -0.72)
 
 
 def render_views(shape_seed: str, colour_seeds: dict[str, str], size: int = 512) -> dict:
@@ -606,7 +607,7 @@ def render_views(shape_seed: str, colour_seeds: dict[str, str], size: int = 512)
     ys = [p[1] for p in positions]
     y_low, y_high = min(ys), max(ys)
     reach = max(max(math.hypot(p[0], p[2]) for p in positions), (y_high - y_low) / 2)
-    scale = 0.42 * size / reach
+    scale = 0.4 * size / reach
     triangles = []
     for k in range(0, len(indices), 3):
         a, b, c = (positions[i] for i in indices[k:k + 3])
@@ -614,8 +615,9 @@ def render_views(shape_seed: str, colour_seeds: dict[str, str], size: int = 512)
                          tuple(q - p for p, q in zip(a, c, strict=True)), None)
         if normal:
             height = ((a[1] + b[1] + c[1]) / 3 - y_low) / ((y_high - y_low) or 1.0)
-            light = max(0.0, sum(n * w for n, w in zip(normal, _LIGHT, strict=True)))
-            triangles.append(((a, b, c), normal, height, 0.3 + 0.7 * light))
+            key, fill = (max(0.0, sum(n * w for n, w in zip(normal, light, strict=True)))
+                         for light in (_KEY_LIGHT, _FILL_LIGHT))
+            triangles.append(((a, b, c), normal, height, 0.3 + 0.6 * key + 0.3 * fill))
     return {view: _render(triangles, view, _palette(seed), scale, (y_low + y_high) / 2, size)
             for view, seed in colour_seeds.items()}
 

@@ -1,4 +1,4 @@
-"""The local ModelStream service: contract shapes, task lifecycle, GLB output, faults.
+"""The local ModelStream service: contract shapes, task lifecycle, outputs, faults.
 
 The service runs as a subprocess, as a demo or a user would start it, and is driven over
 loopback with requests. No bpy here.
@@ -6,13 +6,17 @@ loopback with requests. No bpy here.
 
 from __future__ import annotations
 
+import base64
+import email.utils
 import json
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -142,8 +146,9 @@ def test_wrong_or_missing_key_is_401(url):
     ({"prompt": "a cup", "face_limit": True}, "face_limit"),
     ({"prompt": "a cup", "texture_quality": "ultra"}, "texture_quality"),
     ({"prompt": "a cup", "texture": "yes"}, "texture"),
-    ({"prompt": "a cup", "type": "image_to_model"}, "type"),
+    ({"prompt": "a cup", "negative_prompt": "x" * 256}, "negative_prompt"),
     ({"prompt": "a cup", "type": "sculpt"}, "type"),
+    ({"prompt": "a cup", "type": None}, "type"),
 ])
 def test_invalid_requests_name_the_field(url, fields, param):
     body = {"type": "text_to_model", **fields}
@@ -265,9 +270,11 @@ def test_stats_count_requests(clean):
     _get(clean, ids[0])
     stats = requests.get(f"{clean}/_local/stats", timeout=5).json()
     assert stats["tasks_created"] == 2
-    assert stats["requests"] == {"create": 2, "get": 1, "file": 0}
+    assert stats["requests"] == {"create": 2, "get": 1, "file": 0, "upload": 0}
     assert set(stats["tasks"]) == set(ids)
     assert set(stats["tasks"].values()) <= {"queued", "running"}
+    assert stats["task_types"] == dict.fromkeys(ids, "text_to_model")
+    assert stats["uploads"] == 0 and stats["max_in_flight_seen"] == 2
 
 
 def test_http_faults(clean):
@@ -359,3 +366,441 @@ def test_python_api_in_process():
         resp = requests.get(f"{service.url}/tripo/v2/openapi/task/{task_id}", headers=headers,
                             timeout=5)
         assert resp.json()["data"]["status"] == "success"
+
+
+
+# --- every task type --------------------------------------------------------------------------
+
+def _png(width: int, height: int, shade: int = 0) -> bytes:
+    """A small RGB PNG written here, independent of the service's own encoder."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    raw = b"".join(b"\0" + b"".join(bytes((x * 7 % 256, y * 5 % 256, shade)) for x in range(width))
+                   for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def _data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+PNG = _png(48, 40)
+PNG_FILE = {"type": "png", "url": _data_url(PNG)}
+SIDE_FILE = {"type": "png", "url": _data_url(_png(40, 40, shade=200))}
+
+
+def _post(url, body, key=KEY):
+    return requests.post(f"{url}/tripo/v2/openapi/task", json=body, timeout=5,
+                         headers={"Authorization": f"Bearer {key}"})
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR"
+    return struct.unpack_from(">II", data, 16)
+
+
+def _fbx_children(data: bytes, pos: int, end: int) -> dict:
+    """FBX 7.4 records between pos and end: name -> (properties bytes, children start, end)."""
+    records = {}
+    while pos < end:
+        record_end, _, props_len, name_len = struct.unpack_from("<IIIB", data, pos)
+        if record_end == 0:
+            break
+        name = data[pos + 13:pos + 13 + name_len].decode()
+        props = pos + 13 + name_len
+        records.setdefault(name, (data[props:props + props_len], props + props_len, record_end))
+        pos = record_end
+    return records
+
+
+def _fbx_polygon_sizes(data: bytes) -> list[int]:
+    """Corner counts of the first mesh's polygons, read from PolygonVertexIndex."""
+    assert data.startswith(b"Kaydara FBX Binary  \x00\x1a\x00")
+    assert struct.unpack_from("<I", data, 23)[0] in (7400, 7500)
+    assert data.endswith(b"\xf8\x5a\x8c\x6a\xde\xf5\xd9\x7e\xec\xe9\x0c\xe3\x75\x8f\x29\x0b")
+    top = _fbx_children(data, 27, len(data))
+    assert {"FBXHeaderExtension", "GlobalSettings", "Definitions", "Objects",
+            "Connections"} <= set(top)
+    _, start, end = top["Objects"]
+    _, start, end = _fbx_children(data, start, end - 13)["Geometry"]
+    props, _, _ = _fbx_children(data, start, end - 13)["PolygonVertexIndex"]
+    assert props[:1] == b"i"
+    count, encoding, size = struct.unpack_from("<III", props, 1)
+    raw = props[13:13 + size]
+    corners = struct.unpack(f"<{count}i", zlib.decompress(raw) if encoding else raw)
+    sizes, run = [], 0
+    for corner in corners:
+        run += 1
+        if corner < 0:
+            sizes.append(run)
+            run = 0
+    return sizes
+
+
+def _views(output: dict, kind: str) -> dict:
+    assert set(output) == {kind}
+    views = output[kind]
+    assert set(views) == {"front_view_url", "left_view_url", "back_view_url", "right_view_url"}
+    return views
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"type": "text_to_image"}, "prompt"),
+    ({"type": "text_to_image", "prompt": "x" * 1025}, "prompt"),
+    ({"type": "generate_image"}, "prompt"),
+    ({"type": "generate_image", "prompt": "a fox", "file": {"type": "gif", "url": "http://h/a"}},
+     "file.type"),
+    ({"type": "image_to_model"}, "file"),
+    ({"type": "image_to_model", "file": {"type": "png"}}, "file"),
+    ({"type": "image_to_model", "file": {"type": "png", "url": "ftp://h/a.png"}}, "file.url"),
+    ({"type": "image_to_model", "file": {"type": "png", "url": "data:text/plain;base64,aGk="}},
+     "file.url"),
+    ({"type": "image_to_model", "file": {"type": "png", "url": "data:image/png;base64,@@"}},
+     "file.url"),
+    ({"type": "image_to_model", "file": {"type": "png", "url": _data_url(b"not an image")}},
+     "file"),
+    ({"type": "image_to_model", "file": {"type": "png", "url": _data_url(_png(10, 30))}}, "file"),
+    ({"type": "image_to_model", "file": {"type": "png", "file_token": "never-issued"}},
+     "file.file_token"),
+    ({"type": "image_to_model", "file": PNG_FILE, "face_limit": -5}, "face_limit"),
+    ({"type": "image_to_model", "file": PNG_FILE, "quad": "yes"}, "quad"),
+    ({"type": "multiview_to_model"}, "files"),
+    ({"type": "multiview_to_model", "files": [PNG_FILE, SIDE_FILE, {}]}, "files"),
+    ({"type": "multiview_to_model", "files": [{}, PNG_FILE, SIDE_FILE, {}]}, "files[0]"),
+    ({"type": "multiview_to_model", "files": [PNG_FILE, {}, {}, {}]}, "files"),
+    ({"type": "multiview_to_model", "files": [PNG_FILE, {"type": "bmp", "url": "http://h/a"},
+                                              {}, {}]}, "files[1].type"),
+    ({"type": "multiview_to_model", "files": [PNG_FILE, {}, {"type": "png", "file_token": "x"},
+                                              {}]}, "files[2].file_token"),
+    ({"type": "multiview_to_model", "files": [PNG_FILE, {"type": "png",
+                                                         "url": _data_url(b"GIF89a")}, {}, {}]},
+     "files[1]"),
+    ({"type": "multiview_to_model", "original_task_id": "no-such-task"}, "original_task_id"),
+    ({"type": "refine_model"}, "draft_model_task_id"),
+    ({"type": "refine_model", "draft_model_task_id": "no-such-task"}, "draft_model_task_id"),
+    ({"type": "generate_multiview_image"}, "prompt"),
+    ({"type": "edit_multiview_image", "prompt": "gold"}, "original_task_id"),
+    ({"type": "edit_multiview_image", "original_task_id": "no-such-task"}, "prompt"),
+])
+def test_each_type_validates_like_the_relay(url, fields, param):
+    resp = _post(url, fields)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error", "invalid_parameter", param)
+    assert error["message"]
+
+
+def test_references_must_be_finished_tasks_of_the_right_type(url):
+    image_id = _create(url, type="text_to_image", prompt="a kite")
+    model_id = _create(url, prompt="a kite", face_limit=100)
+    for body, param in (
+            ({"type": "refine_model", "draft_model_task_id": image_id}, "draft_model_task_id"),
+            ({"type": "refine_model", "draft_model_task_id": model_id}, "draft_model_task_id"),
+            ({"type": "edit_multiview_image", "original_task_id": image_id, "prompt": "gold"},
+             "original_task_id"),
+            ({"type": "multiview_to_model", "original_task_id": model_id}, "original_task_id")):
+        resp = _post(url, body)
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == param, resp.text
+    assert "has not succeeded" in _post(url, {"type": "refine_model",
+                                              "draft_model_task_id": model_id}).text
+
+
+@pytest.fixture(scope="module")
+def outputs(url):
+    """Every task type generated once, two waves (the second builds on the first):
+    name -> (task view, {output key: response})."""
+    first = {
+        "text_to_image": {"type": "text_to_image", "prompt": "a paper crane"},
+        "generate_image": {"type": "generate_image", "prompt": "a paper crane", "file": PNG_FILE},
+        "multiview_image": {"type": "generate_multiview_image", "prompt": "a tin robot",
+                            "negative_prompt": "blurry"},
+        "image_to_model": {"type": "image_to_model", "file": PNG_FILE, "face_limit": 600},
+        "multiview_to_model": {"type": "multiview_to_model", "face_limit": 600,
+                               "files": [PNG_FILE, {}, SIDE_FILE, {}]},
+        "quad": {"type": "text_to_model", "prompt": "a ceramic vase", "face_limit": 900,
+                 "quad": True, "model_seed": 7},
+        "draft": {"type": "text_to_model", "prompt": "a ceramic vase", "face_limit": 400},
+    }
+    ids = {name: _create(url, **body) for name, body in first.items()}
+    views = {name: _wait(url, [task_id])[task_id] for name, task_id in ids.items()}
+    original = ids["multiview_image"]
+    second = {
+        "refine": {"type": "refine_model", "draft_model_task_id": ids["draft"]},
+        "edit": {"type": "edit_multiview_image", "original_task_id": original,
+                 "prompt": "make it gold", "prompts": ["", "a red left arm"]},
+        "from_views": {"type": "multiview_to_model", "original_task_id": original,
+                       "face_limit": 500},
+    }
+    ids = {name: _create(url, **body) for name, body in second.items()}
+    views.update({name: _wait(url, [task_id])[task_id] for name, task_id in ids.items()})
+    out = {}
+    for name, view in views.items():
+        assert view["status"] == "success", view
+        urls = view["output"].get(view["type"], view["output"])
+        out[name] = (view, {key: requests.get(link, timeout=10) for key, link in urls.items()})
+    return out
+
+
+def test_every_output_is_served_with_its_length(outputs):
+    for view, files in outputs.values():
+        for key, resp in files.items():
+            assert resp.status_code == 200, (view["type"], key)
+            assert int(resp.headers["Content-Length"]) == len(resp.content) > 0
+            link = view["output"].get(view["type"], view["output"])[key]
+            assert link.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("name", ["text_to_image", "generate_image"])
+def test_generated_images_are_pngs(outputs, name):
+    view, files = outputs[name]
+    assert set(view["output"]) == {"generated_image"}
+    assert view["output"]["generated_image"].endswith(".png")
+    resp = files["generated_image"]
+    assert resp.headers["Content-Type"] == "image/png"
+    assert max(_png_size(resp.content)) == 512
+
+
+def test_generate_image_works_from_its_input(outputs):
+    plain = outputs["text_to_image"][1]["generated_image"].content
+    tinted = outputs["generate_image"][1]["generated_image"].content
+    assert plain != tinted
+    assert _png_size(tinted) == (512, 427)  # the 48 x 40 input, scaled to fit
+
+
+@pytest.mark.parametrize("name", ["multiview_image", "edit"])
+def test_multiview_images_are_four_distinct_views(outputs, name):
+    view, files = outputs[name]
+    urls = _views(view["output"], view["type"])
+    assert [urls[f"{side}_view_url"].rsplit("/", 1)[1] for side in ("front", "left")] == \
+        ["front_view.png", "left_view.png"]
+    pictures = [resp.content for resp in files.values()]
+    assert all(_png_size(picture) == (512, 512) for picture in pictures)
+    assert len(set(pictures)) == 4
+
+
+def test_edit_changes_the_views(outputs):
+    original, edited = (outputs[name][1] for name in ("multiview_image", "edit"))
+    for side in ("front", "left", "back", "right"):
+        assert original[f"{side}_view_url"].content != edited[f"{side}_view_url"].content
+
+
+def test_quad_is_a_binary_fbx_of_quads(outputs):
+    view, files = outputs["quad"]
+    assert set(view["output"]) == {"model", "rendered_image"}
+    assert view["output"]["model"].endswith(".fbx")
+    assert view["input"]["model_seed"] == 7  # unknown fields pass through
+    resp = files["model"]
+    assert resp.headers["Content-Type"] == "application/octet-stream"
+    sizes = _fbx_polygon_sizes(resp.content)
+    assert set(sizes) == {4} and 0.9 * 900 <= len(sizes) <= 900
+
+
+@pytest.mark.parametrize("name", ["image_to_model", "multiview_to_model"])
+def test_image_models_wear_the_front_image(outputs, name):
+    view, files = outputs[name]
+    assert set(view["output"]) == {"model", "rendered_image"}
+    doc, blob = _parse_glb(files["model"].content)
+    image = doc["images"][0]
+    assert image["mimeType"] == "image/png"
+    buffer_view = doc["bufferViews"][image["bufferView"]]
+    start = buffer_view["byteOffset"]
+    assert blob[start:start + buffer_view["byteLength"]] == PNG
+    assert abs(doc["accessors"][doc["meshes"][0]["primitives"][0]["indices"]]["count"] // 3
+               - 600) <= 60
+
+
+def test_refine_has_more_faces_than_its_draft(outputs):
+    def triangles(name):
+        doc, _ = _parse_glb(outputs[name][1]["model"].content)
+        return doc["accessors"][doc["meshes"][0]["primitives"][0]["indices"]]["count"] // 3
+    assert triangles("refine") > triangles("draft")
+    assert outputs["refine"][0]["type"] == "refine_model"
+
+
+def test_model_from_multiview_task_wears_its_front_view(outputs):
+    doc, blob = _parse_glb(outputs["from_views"][1]["model"].content)
+    buffer_view = doc["bufferViews"][doc["images"][0]["bufferView"]]
+    start = buffer_view["byteOffset"]
+    front = outputs["multiview_image"][1]["front_view_url"].content
+    assert blob[start:start + buffer_view["byteLength"]] == front
+
+
+def test_http_image_urls_are_fetched_and_bad_ones_fail_the_task(url, outputs):
+    picture = outputs["text_to_image"][0]["output"]["generated_image"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/gone.png"
+    good = _create(url, type="image_to_model", file={"type": "png", "url": picture},
+                   face_limit=300)
+    bad = _create(url, type="image_to_model", file={"type": "png", "url": closed})
+    views = _wait(url, [good, bad])
+    assert views[good]["status"] == "success"
+    assert views[bad]["status"] == "failed" and views[bad]["output"] == {}
+    assert "file.url" in views[bad]["error_msg"] and views[bad]["error_code"]
+    doc, _ = _parse_glb(requests.get(views[good]["output"]["model"], timeout=5).content)
+    assert doc["images"][0]["mimeType"] == "image/png"
+
+
+# --- upload and data URLs ---------------------------------------------------------------------
+
+def _upload(url, data, key=KEY, field="file"):
+    return requests.post(f"{url}/tripo/v2/openapi/upload", timeout=5,
+                         headers={"Authorization": f"Bearer {key}"},
+                         files={field: ("picture.png", data, "image/png")})
+
+
+def test_upload_then_use_the_token(clean):
+    resp = _upload(clean, PNG)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["code"] == 0 and set(body["data"]) == {"image_token"}
+    token = body["data"]["image_token"]
+    task_id = _create(clean, type="image_to_model", face_limit=200,
+                      file={"type": "png", "file_token": token})
+    assert _wait(clean, [task_id])[task_id]["status"] == "success"
+    for data, field in ((b"plain text", "file"), (_png(10, 10), "file"), (PNG, "image")):
+        bad = _upload(clean, data, field=field)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "file", bad.text
+    assert _upload(clean, PNG, key="sk-wrong").status_code == 401
+    stats = requests.get(f"{clean}/_local/stats", timeout=5).json()
+    assert stats["requests"]["upload"] == 5 and stats["uploads"] == 1
+
+
+def test_upload_and_data_urls_switch_off(clean):
+    faults = f"{clean}/_local/faults"
+    assert requests.post(faults, json={"upload": False, "data_urls": False}, timeout=5).ok
+    resp = _upload(clean, PNG)
+    assert resp.status_code == 404
+    refused = _post(clean, {"type": "image_to_model", "file": PNG_FILE})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "file.url"
+    assert "data URLs are not supported" in refused.json()["error"]["message"]
+    assert requests.post(faults, json={"reset": True}, timeout=5).ok
+    assert _upload(clean, PNG).status_code == 200
+    assert _post(clean, {"type": "image_to_model", "file": PNG_FILE}).status_code == 200
+    assert requests.get(f"{clean}/_local/stats", timeout=5).json()["requests"]["upload"] == 2
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status, created", [("reset_before", 0), ("reset", 0),
+                                             ("reset_after", 1)])
+def test_dropped_create_before_or_after_the_task_exists(clean, status, created):
+    faults = {"fail_create": {"status": status}}
+    assert requests.post(f"{clean}/_local/faults", json=faults, timeout=5).ok
+    with pytest.raises(requests.ConnectionError):
+        _post(clean, {"type": "text_to_model", "prompt": "a bell"})
+    stats = requests.get(f"{clean}/_local/stats", timeout=5).json()
+    assert stats["requests"]["create"] == 1 and stats["tasks_created"] == created
+    assert len(stats["tasks"]) == created and stats["faults"]["fail_create"] == 1
+
+
+def test_retry_after_as_http_date(clean):
+    faults = {"fail_create": {"status": 429, "retry_after": 2, "retry_after_format": "http-date"},
+              "fail_get": {"status": 503, "retry_after": 1, "retry_after_format": "http-date"}}
+    assert requests.post(f"{clean}/_local/faults", json=faults, timeout=5).ok
+    resp = _post(clean, {"type": "text_to_model", "prompt": "a kettle"})
+    assert resp.status_code == 429
+    when = email.utils.parsedate_to_datetime(resp.headers["Retry-After"]).timestamp()
+    assert 1 < when - time.time() <= 3
+    get = requests.get(f"{clean}/tripo/v2/openapi/task/x", headers=AUTH, timeout=5)
+    assert get.status_code == 503 and get.headers["Retry-After"].endswith(" GMT")
+    bad = requests.post(f"{clean}/_local/faults", timeout=5, json={
+        "fail_get": {"status": 429, "retry_after": 1, "retry_after_format": "weeks"}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "fail_get"
+
+
+def test_unknown_for_then_success(clean):
+    assert requests.post(f"{clean}/_local/faults", json={"unknown_for": 0.5}, timeout=5).ok
+    odd, normal = _create(clean, prompt="a lamp"), _create(clean, prompt="a lamp")
+    assert _get(clean, odd)["status"] == "unknown"
+    assert _get(clean, normal)["status"] == "queued"
+    seen = []
+    deadline = time.monotonic() + 10
+    while not seen or seen[-1] != "success":
+        assert time.monotonic() < deadline
+        seen.append(_get(clean, odd)["status"])
+        time.sleep(0.05)
+    first_known = next(i for i, status in enumerate(seen) if status != "unknown")
+    assert "unknown" not in seen[first_known:] and "running" in seen[first_known:]
+    assert requests.get(f"{clean}/_local/stats", timeout=5).json()["faults"]["unknown_for"] == 1
+
+
+def test_next_status_any_final_status(clean):
+    ids = {}
+    for status in ("banned", "expired", "cancelled", "unknown", "melted"):
+        assert requests.post(f"{clean}/_local/faults", json={"next_status": status},
+                             timeout=5).ok
+        ids[status] = _create(clean, prompt="a cup")
+    views = _wait(clean, ids.values())
+    for status, task_id in ids.items():
+        assert views[task_id]["status"] == status and views[task_id]["output"] == {}
+        assert "error_msg" not in views[task_id]
+
+
+def test_max_in_flight_refuses_with_2000(clean):
+    faults = f"{clean}/_local/faults"
+    assert requests.post(faults, json={"max_in_flight": 2}, timeout=5).ok
+    ids = [_create(clean, prompt="a mug", face_limit=100) for _ in range(2)]
+    refused = _post(clean, {"type": "text_to_model", "prompt": "a mug"})
+    assert refused.status_code == 429
+    assert refused.json()["code"] == 2000 and refused.json()["message"] == "concurrency limit"
+    assert refused.json()["suggestion"]
+    _wait(clean, ids)
+    assert _post(clean, {"type": "text_to_model", "prompt": "a mug"}).status_code == 200
+    stats = requests.get(f"{clean}/_local/stats", timeout=5).json()
+    assert stats["max_in_flight_seen"] == 2 and stats["tasks_created"] == 3
+    assert stats["faults"]["max_in_flight"] == 1 and stats["settings"]["max_in_flight"] == 2
+    assert requests.post(faults, json={"max_in_flight": None}, timeout=5).ok
+
+
+def test_slow_get_and_slow(clean):
+    task_id = _create(clean, prompt="a bowl")
+    faults = f"{clean}/_local/faults"
+    assert requests.post(faults, json={"slow_get": 0.4, "count": 1}, timeout=5).ok
+    timings = []
+    for _ in range(2):
+        start = time.monotonic()
+        _get(clean, task_id)
+        timings.append(time.monotonic() - start)
+    assert timings[0] >= 0.4 > timings[1]
+    assert requests.post(faults, json={"slow": 0.2}, timeout=5).json()["delay"] == 0.2
+    bad = requests.post(faults, json={"count": 2}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "count"
+    stats = requests.get(f"{clean}/_local/stats", timeout=5).json()
+    assert stats["faults"]["slow_get"] == 1 and stats["delay"] == 0.2
+
+
+def test_cli_options_keys_limits_and_flat_multiview():
+    proc, base = _launch("--key", "sk-one", "--key", "sk-two", "--latency", "0.5",
+                         "--no-upload", "--no-data-urls", "--max-in-flight", "1",
+                         "--multiview-output", "flat")
+    try:
+        assert _upload(base, PNG, key="sk-one").status_code == 404
+        refused = _post(base, {"type": "image_to_model", "file": PNG_FILE}, key="sk-one")
+        assert refused.json()["error"]["param"] == "file.url"
+        first = _post(base, {"type": "generate_multiview_image", "prompt": "a fox"}, key="sk-one")
+        assert _post(base, {"type": "text_to_image", "prompt": "a fox"},
+                     key="sk-one").status_code == 429
+        other = _post(base, {"type": "text_to_image", "prompt": "a fox"}, key="sk-two")
+        assert other.status_code == 200  # the limit is per key
+        task_id = first.json()["data"]["task_id"]
+        stranger = requests.get(f"{base}/tripo/v2/openapi/task/{task_id}", timeout=5,
+                                headers={"Authorization": "Bearer sk-two"})
+        assert stranger.status_code == 404 and stranger.json()["code"] == 2001
+        time.sleep(0.6)
+        resp = requests.get(f"{base}/tripo/v2/openapi/task/{task_id}", timeout=5,
+                            headers={"Authorization": "Bearer sk-one"})
+        output = resp.json()["data"]["output"]
+        assert set(output) == {"front_view_url", "left_view_url", "back_view_url",
+                               "right_view_url"}
+        stats = requests.get(f"{base}/_local/stats", timeout=5).json()
+        assert stats["settings"] == {"delay": 0.0, "upload": False, "data_urls": False,
+                                     "max_in_flight": 1, "multiview_output": "flat"}
+        assert stats["max_in_flight_seen"] == 1
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
