@@ -16,6 +16,9 @@ def _blender_modules():
 def register():
     for module in _blender_modules():
         module.register()
+    from . import runtime
+
+    runtime.start()
 
 
 def unregister():

@@ -1,6 +1,10 @@
 """Bring a downloaded model into the scene under one Empty, or leave nothing behind."""
 
+import contextlib
+
 import bpy
+
+from . import tasks
 
 COLLECTION = "ModelStream"
 _IMPORTERS = {
@@ -90,3 +94,19 @@ def load_images(images, *, task_id, task_type, keep=True):
             bpy.data.images.remove(image)
         raise ImportFailed(f"Loading the result images failed: {e}") from None
     return loaded
+
+
+def add_result(context, job):
+    """Import a finished job's model (its preview image is a bonus) or load its images.
+    Returns what was added, for messages."""
+    task_type = job.body["type"]
+    if tasks.output_kind(task_type) != "model":
+        images = load_images(job.images, task_id=job.task_id, task_type=task_type)
+        return ", ".join(image.name for image in images)
+    empty = import_model(
+        context, job.output_path, job.output_format, name=tasks.describe(job.body),
+        task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
+        location=context.scene.cursor.location.copy())
+    with contextlib.suppress(ImportFailed):
+        load_images(job.images, task_id=job.task_id, task_type=task_type, keep=False)
+    return empty.name

@@ -53,7 +53,7 @@ def prepare_file(value, field):
         pass
     image = bpy.data.images.load(path, check_existing=False)
     try:
-        if not image.has_data:
+        if not image.size[0]:
             raise ValidationError(field, f"{os.path.basename(path)} is not an image Blender "
                                   "can read.")
         return _save_png(image, field)
@@ -68,8 +68,8 @@ def prepare_datablock(name, field="image_name"):
         raise ValidationError(field, f"there is no image named {name!r} in this file.")
     image = source.copy()
     try:
-        if not image.has_data:
-            raise ValidationError(field, f"image {name!r} has no pixels loaded.")
+        if not image.size[0]:
+            raise ValidationError(field, f"image {name!r} has no pixels.")
         return _save_png(image, field)
     finally:
         bpy.data.images.remove(image)

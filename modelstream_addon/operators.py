@@ -6,7 +6,6 @@ leaves the scene as it was.
 """
 
 import concurrent.futures
-import contextlib
 import sys
 
 import bpy
@@ -70,29 +69,13 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         if job.state != READY:
             return self._fail(context, job.error or job.message, job)
         try:
-            added = self._add_result(context, job)
+            added = importer.add_result(context, job)
         except importer.ImportFailed as e:
             where = job.output_path or ", ".join(path for _, path in job.images)
             return self._fail(context, f"{e} (task {job.task_id}; files kept at {where})", job)
         runtime.finish(context, job, object_name=added)
         self.report({'INFO'}, f"ModelStream: added {added} (task {job.task_id})")
         return {'FINISHED'}
-
-    def _add_result(self, context, job):
-        """Import the model (its preview image is a bonus) or load the result images."""
-        task_type = job.body["type"]
-        if tasks.output_kind(task_type) != "model":
-            images = importer.load_images(job.images, task_id=job.task_id,
-                                          task_type=task_type)
-            return ", ".join(image.name for image in images)
-        empty = importer.import_model(
-            context, job.output_path, job.output_format, name=tasks.describe(job.body),
-            task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
-            location=context.scene.cursor.location.copy())
-        with contextlib.suppress(importer.ImportFailed):
-            importer.load_images(job.images, task_id=job.task_id, task_type=task_type,
-                                 keep=False)
-        return empty.name
 
     def invoke(self, context, event):
         if bpy.app.background:
@@ -112,7 +95,7 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
             runtime.cancel(context, self._job_id)
         elif event.type != 'TIMER' or event.timer is not self._timer:
             return {'PASS_THROUGH'}
-        runtime.tick(context)
+        runtime.tick(context.window_manager)
         job = runtime.engine().jobs[self._job_id]
         if not job.done:
             return {'PASS_THROUGH'}

@@ -42,6 +42,12 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
         name="CA Bundle", subtype='FILE_PATH',
         description="A PEM file of extra certificate authorities (corporate proxies, VPNs). "
         "TLS verification always stays on")
+    max_concurrent: IntProperty(
+        name="Jobs at Once", default=4, min=1, max=10,
+        description="At most this many tasks at the service at once; more wait here in order")
+    max_history: IntProperty(
+        name="History Size", default=200, min=10, max=5000,
+        description="Finished jobs kept in the history; the oldest go with their files")
     max_download_mb: IntProperty(name="Max Download (MB)", default=512, min=1, max=8192,
                                  description="Refuse results larger than this")
 
@@ -62,6 +68,9 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "connect_timeout")
         row.prop(self, "read_timeout")
         col.prop(self, "image_transport")
+        row = col.row(align=True)
+        row.prop(self, "max_concurrent")
+        row.prop(self, "max_history")
         col.prop(self, "max_download_mb")
         box = layout.box()
         box.label(text="Network", icon='WORLD')

@@ -115,6 +115,9 @@ class MODELSTREAM_PG_job(bpy.types.PropertyGroup):
     message: StringProperty()
     error: StringProperty()
     transport: StringProperty(name="Images Sent By")
+    created: FloatProperty()
+    finished: FloatProperty()
+    queue_position: IntProperty()
     progress: FloatProperty(min=0.0, max=1.0, subtype='FACTOR')
     object_name: StringProperty()
 
@@ -127,6 +130,7 @@ def register():
         bpy.utils.register_class(cls)
     bpy.types.Scene.modelstream = PointerProperty(type=MODELSTREAM_PG_settings)
     bpy.types.WindowManager.modelstream_jobs = CollectionProperty(type=MODELSTREAM_PG_job)
+    bpy.types.WindowManager.modelstream_job_index = IntProperty()
     bpy.types.WindowManager.modelstream_error = StringProperty()
     bpy.types.WindowManager.modelstream_connection_report = StringProperty()
 
@@ -134,6 +138,7 @@ def register():
 def unregister():
     del bpy.types.WindowManager.modelstream_connection_report
     del bpy.types.WindowManager.modelstream_error
+    del bpy.types.WindowManager.modelstream_job_index
     del bpy.types.WindowManager.modelstream_jobs
     del bpy.types.Scene.modelstream
     for cls in reversed(CLASSES):

@@ -1,46 +1,96 @@
 """The add-on's one job engine, and its mirror on the WindowManager for the UI.
 
 Only the main thread calls in here: it drains the engine's queue and copies plain job
-data into `WindowManager.modelstream_jobs`, which panels draw.
+data into `WindowManager.modelstream_jobs`, which panels draw. A persistent timer keeps
+draining in the GUI, so jobs resumed after a restart, or started by scripts, still finish
+and import; headless, `wait()` blocks on the same engine instead.
 """
+
+import time
 
 import bpy
 
 from . import engine as engine_mod
+from . import errors, importer, preferences
 
+TICK_SECONDS = 0.2
+RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
+_auto_import = set()
 
 
 def engine():
     global _engine
     if _engine is None:
+        prefs = preferences.get()
         downloads = bpy.utils.extension_path_user(__package__, path="downloads", create=True)
-        _engine = engine_mod.Engine(downloads)
+        history = bpy.utils.extension_path_user(__package__, create=True)
+        _engine = engine_mod.Engine(
+            downloads, history_path=f"{history}/history.json",
+            max_concurrent=prefs.max_concurrent, max_history=prefs.max_history)
     return _engine
 
 
+def start():
+    """On enable: load the history, resume unfinished tasks, and tick in the GUI."""
+    eng = engine()
+    if bpy.app.online_access:
+        try:
+            _auto_import.update(job.id for job in eng.resume(preferences.make_client()))
+        except errors.ModelStreamError as e:
+            print(f"ModelStream: unfinished tasks not resumed: {e}")
+    if not bpy.app.background:
+        bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
+
+
 def shutdown():
-    """Stop polling (the add-on is being disabled); downloaded files stay on disk."""
+    """Stop polling (the add-on is being disabled); history and files stay on disk."""
     global _engine
+    if bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.unregister(_timer)
     if _engine is not None:
         _engine.shutdown()
         _engine = None
 
 
-def _mirror(wm, job):
-    items = wm.modelstream_jobs
-    item = next((i for i in items if i.job_id == job.id), None)
+def _timer():
+    wm = bpy.context.window_manager
+    if wm is not None:
+        tick(wm)
+    return TICK_SECONDS
+
+
+def _item(wm, job_id):
+    return next((i for i in wm.modelstream_jobs if i.job_id == job_id), None)
+
+
+def mirror(wm, job):
+    item = _item(wm, job.id)
     if item is None:
-        item = items.add()
+        item = wm.modelstream_jobs.add()
         item.job_id = job.id
-        item.task_type = job.body.get("type", "")
-        item.label = job.body.get("prompt", "")[:200]
+    item.task_type = job.body.get("type", "")
+    item.label = (job.body.get("prompt") or item.task_type.replace("_", " "))[:200]
     item.task_id = job.task_id
     item.transport = job.transport
     item.state = job.state
     item.message = job.message
     item.error = job.error
     item.progress = job.progress / 100.0
+    item.object_name = job.imported_as
+    item.created = job.created
+    item.finished = job.finished
+    item.queue_position = engine().queue_position(job.id)
+
+
+def sync(wm):
+    """Make the UI list match the engine (after load, remove, clear)."""
+    jobs = engine().jobs
+    for index in reversed(range(len(wm.modelstream_jobs))):
+        if wm.modelstream_jobs[index].job_id not in jobs:
+            wm.modelstream_jobs.remove(index)
+    for job in jobs.values():
+        mirror(wm, job)
 
 
 def _redraw(wm):
@@ -50,25 +100,31 @@ def _redraw(wm):
                 area.tag_redraw()
 
 
+def tick(wm):
+    """Apply worker results. Never blocks; redraws only when something changed."""
+    changed = engine().tick()
+    for job in changed:
+        mirror(wm, job)
+        if job.state == engine_mod.READY and job.id in _auto_import:
+            import_result(bpy.context, job, RESUMED_NOTE)
+    if changed or any(not j.done for j in engine().jobs.values()):
+        _redraw(wm)
+    return changed
+
+
 def submit(context, client, body, transport="auto", max_download_mb=512):
-    engine().max_download = max_download_mb * 1024 * 1024
-    job = engine().submit(client, body, transport)
-    _mirror(context.window_manager, job)
+    eng = engine()
+    eng.max_download = max_download_mb * 1024 * 1024
+    eng.max_concurrent = preferences.get(context).max_concurrent
+    job = eng.submit(client, body, transport)
+    sync(context.window_manager)
     return job
 
 
-def tick(context):
-    """Apply worker results; called from a modal timer. Never blocks."""
-    wm = context.window_manager
-    for job in engine().tick():
-        _mirror(wm, job)
-    _redraw(wm)
-
-
-def wait(context, job):
-    """Block until the job is final: background mode only."""
-    engine().wait(job.id)
-    _mirror(context.window_manager, job)
+def wait(context, job, timeout=None):
+    """Block until the job is final: background mode and scripts that ask to wait."""
+    engine().wait(job.id, timeout)
+    mirror(context.window_manager, job)
     return job
 
 
@@ -76,15 +132,43 @@ def cancel(context, job_id):
     engine().cancel(job_id)
     job = engine().jobs.get(job_id)
     if job is not None:
-        _mirror(context.window_manager, job)
+        mirror(context.window_manager, job)
 
 
-def finish(context, job, *, error="", object_name=""):
+def finish(context, job, *, error="", object_name="", note=""):
     """Record the import's outcome on the job and its mirror."""
     if error:
         engine().mark_failed(job.id, error)
     else:
-        engine().mark_imported(job.id, object_name)
-    _mirror(context.window_manager, job)
-    item = next(i for i in context.window_manager.modelstream_jobs if i.job_id == job.id)
-    item.object_name = object_name
+        engine().mark_imported(job.id, object_name,
+                               f"{object_name}: {note}" if note else None)
+    mirror(context.window_manager, job)
+
+
+def import_result(context, job, note=""):
+    """Import a READY job outside its operator (resumed, import again, by id).
+    Returns the error message, or '' on success."""
+    _auto_import.discard(job.id)
+    try:
+        added = importer.add_result(context, job)
+    except importer.ImportFailed as e:
+        finish(context, job, error=f"{e} (task {job.task_id})")
+        return str(e)
+    finish(context, job, object_name=added, note=note)
+    if not bpy.app.background:
+        bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
+    return ""
+
+
+def wait_all(context, timeout=None):
+    """Headless: finish every unfinished job and import the resumed ones."""
+    for job in list(engine().jobs.values()):
+        if not job.done:
+            wait(context, job, timeout)
+            if job.state == engine_mod.READY and job.id in _auto_import:
+                import_result(context, job, RESUMED_NOTE)
+
+
+def elapsed(item):
+    end = item.finished or time.time()
+    return max(0.0, end - item.created)

@@ -505,7 +505,7 @@ def embeddable_texture(data: bytes | None) -> bytes | None:
     """`data` when a model can wear it as its base colour: a sound PNG, or a sized JPEG."""
     if not data:
         return None
-    if _png_raw(data, 16 * MAX_DECODE_PIXELS):
+    if _png_raw(data, 4 * MAX_DECODE_PIXELS):  # inflated only, not unfiltered: cheaper
         return data
     try:
         kind, width, _ = image_info(data)

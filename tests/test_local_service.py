@@ -352,6 +352,47 @@ def test_sigterm_exits_cleanly_without_logging_the_key():
     assert "sk-secret-123" not in out + err  # ... but never the key
 
 
+def _filtered_png(rows: list[bytes], channels: int, colour_type: int) -> bytes:
+    """A PNG whose scanlines cycle through all five filter types."""
+    bpp, prev, raw = channels, bytes(len(rows[0])), bytearray()
+    for y, row in enumerate(rows):
+        kind = y % 5
+        out = bytearray([kind])
+        for i, value in enumerate(row):
+            a = row[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            paeth = min((abs(p - a), 0, a), (abs(p - b), 1, b), (abs(p - c), 2, c))[2]
+            out.append((value - (0, a, b, (a + b) // 2, paeth)[kind]) & 255)
+        raw += out
+        prev = row
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    width = len(rows[0]) // channels
+    header = struct.pack(">IIBBBBB", width, len(rows), 8, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+
+
+def test_png_reader_undoes_every_filter():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import local_assets
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    rgba = [bytes((x * 37 + y * 11) % 256 for x in range(4 * 25)) for y in range(23)]
+    assert local_assets.decode_png(_filtered_png(rgba, 4, 6)) == (25, 23, rgba)
+    grey = [bytes((x * 13 + y * 29) % 256 for x in range(21)) for y in range(20)]
+    width, height, rows = local_assets.decode_png(_filtered_png(grey, 1, 0))
+    assert (width, height) == (21, 20)
+    assert rows == [bytes(v for g in row for v in (g, g, g, 255)) for row in grey]
+    broken = bytearray(_filtered_png(grey, 1, 0))
+    broken[-20] ^= 1  # inside IDAT: the CRC no longer matches
+    assert local_assets.decode_png(bytes(broken)) is None
+    assert local_assets.embeddable_texture(bytes(broken)) is None
+
+
 def test_python_api_in_process():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
