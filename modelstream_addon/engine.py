@@ -15,6 +15,7 @@ import contextlib
 import copy
 import os
 import queue
+import shutil
 import threading
 import time
 import uuid
@@ -68,13 +69,16 @@ class Job:
     created: float = field(default_factory=time.time)
     finished: float = 0.0
     imported_as: str = ""
+    owned: str = ""
 
     @property
     def done(self):
         return self.state in FINAL_STATES
 
     def files(self):
-        return [p for p in [self.output_path, *(path for _, path in self.images)] if p]
+        """Everything on disk that belongs to this job alone."""
+        return [p for p in [self.output_path, self.owned,
+                            *(path for _, path in self.images)] if p]
 
 
 class Engine:
@@ -103,10 +107,11 @@ class Engine:
 
     # Main thread --------------------------------------------------------------------
 
-    def submit(self, client, body, transport="auto"):
+    def submit(self, client, body, transport="auto", owned=""):
         """Start a job for a validated body; returns at once. `transport` says how local
-        images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'."""
-        job = Job(body=copy.deepcopy(body))
+        images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'; `owned` is
+        a folder of input files deleted with the job."""
+        job = Job(body=copy.deepcopy(body), owned=owned)
         self.jobs[job.id] = job
         self._start(job, self._create_and_follow, client, job.body, transport)
         self._prune()
@@ -488,5 +493,8 @@ def _number(value):
 
 def _delete(paths):
     for path in paths:
-        with contextlib.suppress(OSError):
-            os.remove(path)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(path)

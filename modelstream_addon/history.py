@@ -16,7 +16,8 @@ import threading
 
 VERSION = 1
 FIELDS = ("id", "task_id", "state", "status", "message", "error", "transport",
-          "output_path", "output_format", "images", "created", "finished", "imported_as")
+          "output_path", "output_format", "images", "created", "finished", "imported_as",
+          "owned")
 
 
 def record_of(job):

@@ -1,31 +1,36 @@
-"""Input images made acceptable to the API before anything is sent.
+"""Input images for a task: captured from the scene, taken from the .blend, or files made
+acceptable to the API, all before anything is sent.
 
 The API takes PNG/JPEG/WEBP, 20-6000 px, at most 20 MB. A file that already fits is sent
-as it is; anything else Blender can read is converted to PNG and downscaled, into the
-extension's user folder. Runs on the main thread: local file work only, no network.
+as it is; anything else Blender can read is converted to PNG and downscaled. Files made
+here go into one folder per job under the extension's user folder, removed with the job.
+Runs on the main thread: local file work only, no network.
 """
 
 import os
+import shutil
 import urllib.parse
 import uuid
 
 import bpy
 
-from . import imagefile
+from . import capture, imagefile
 from .tasks import ValidationError, image_fields
 
 
-def _workdir():
-    return bpy.utils.extension_path_user(__package__, path="inputs", create=True)
+def new_workdir(kind="inputs"):
+    """A fresh folder for one job's captures and converted images."""
+    return bpy.utils.extension_path_user(
+        __package__, path=os.path.join(kind, uuid.uuid4().hex[:12]), create=True)
 
 
-def _save_png(image, field):
+def _save_png(image, field, workdir):
     """Save a loaded/created image as a PNG that fits the API's limits."""
     width, height = image.size
     if min(width, height) < imagefile.MIN_SIDE:
         raise ValidationError(field, f"{width}x{height} px is below the "
                               f"{imagefile.MIN_SIDE} px minimum.")
-    out = os.path.join(_workdir(), f"{uuid.uuid4().hex[:12]}.png")
+    out = os.path.join(workdir, f"{field}.png")
     scale = min(1.0, imagefile.MAX_SIDE / max(width, height))
     while True:
         if scale < 1.0:
@@ -38,7 +43,7 @@ def _save_png(image, field):
         scale *= 0.75
 
 
-def prepare_file(value, field):
+def prepare_file(value, field, workdir):
     """A path the API will accept for `value` (a file path or an http(s) URL)."""
     value = (value or "").strip()
     if not value or urllib.parse.urlsplit(value).scheme.lower() in ("http", "https"):
@@ -56,27 +61,91 @@ def prepare_file(value, field):
         if not image.size[0]:
             raise ValidationError(field, f"{os.path.basename(path)} is not an image Blender "
                                   "can read.")
-        return _save_png(image, field)
+        return _save_png(image, field, workdir)
     finally:
         bpy.data.images.remove(image)
 
 
-def prepare_datablock(name, field="image_name"):
-    """Write an image already in the .blend (packed, generated or a render) to a file."""
-    source = bpy.data.images.get(name)
+def prepare_datablock(name, workdir, field="image_name"):
+    """Write an image already in the .blend (packed, generated or loaded) to a file."""
+    source = bpy.data.images.get(name or "")
     if source is None:
         raise ValidationError(field, f"there is no image named {name!r} in this file.")
     image = source.copy()
     try:
         if not image.size[0]:
             raise ValidationError(field, f"image {name!r} has no pixels.")
-        return _save_png(image, field)
+        return _save_png(image, "image_path", workdir)
     finally:
         bpy.data.images.remove(image)
 
 
-def prepare_options(opts):
-    """Replace the task's local image options by files the API accepts."""
-    fields = image_fields(opts)
-    return {key: prepare_file(value, key) if key in fields else value
-            for key, value in opts.items()}
+def capture_sources(context, opts, workdir):
+    """Fill image_path / view_* from the scene when the options ask for a capture."""
+    opts = dict(opts)
+    kind = opts.get("task_type")
+    size = opts.get("capture_resolution", 1024)
+    alpha = opts.get("capture_transparent", False)
+    try:
+        if "image_path" in image_fields(opts):
+            source = opts.get("image_source", 'FILE')
+            path = os.path.join(workdir, "capture.png")
+            if source == 'VIEWPORT':
+                opts["image_path"] = capture.capture_viewport(
+                    context, path, resolution=size, transparent=alpha,
+                    only_selected=opts.get("only_selected", False))
+            elif source == 'RENDER':
+                opts["image_path"] = capture.capture_render(
+                    context, path, resolution=size, transparent=alpha,
+                    engine=opts.get("render_engine", 'WORKBENCH'),
+                    only_selected=opts.get("only_selected", False))
+            elif source == 'IMAGE':
+                opts["image_path"] = prepare_datablock(opts.get("image_name"), workdir)
+        elif (kind == "multiview_to_model" and opts.get("multiview_source") == 'ORBIT'
+              and not (opts.get("original_task_id") or "").strip()):
+            views = capture.capture_orbit(
+                context, workdir, resolution=min(size, 2048), transparent=alpha,
+                ortho=opts.get("orbit_ortho", True), front=opts.get("orbit_front", 'NEG_Y'))
+            opts.update({f"view_{name}": path for name, path in views.items()})
+    except capture.CaptureError as e:
+        raise ValidationError("image_source" if kind != "multiview_to_model"
+                              else "multiview_source", str(e)) from None
+    return opts
+
+
+def capture_wanted(settings):
+    """Whether the settings ask for a scene capture (for the Capture button)."""
+    if settings.task_type == "multiview_to_model":
+        return settings.multiview_source == 'ORBIT' and not settings.original_task_id
+    return ("image_path" in image_fields({"task_type": settings.task_type})
+            and settings.image_source in ('VIEWPORT', 'RENDER'))
+
+
+def keep_only(workdir):
+    """Captures made for review: only the newest set is kept."""
+    parent = os.path.dirname(workdir)
+    for name in os.listdir(parent):
+        if os.path.join(parent, name) != workdir:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def gather(context, opts):
+    """Options with every image the task reads captured or converted into a file.
+    Returns (options, the job's own folder, to delete with the job)."""
+    workdir = new_workdir()
+    try:
+        opts = capture_sources(context, opts, workdir)
+        opts = {key: prepare_file(value, key, workdir) if key in image_fields(opts)
+                else value for key, value in opts.items()}
+    except Exception:
+        discard(workdir)
+        raise
+    if not os.listdir(workdir):
+        discard(workdir)
+        workdir = ""
+    return opts, workdir
+
+
+def discard(workdir):
+    if workdir:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -45,10 +45,14 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
                               name) for name in OPTION_NAMES}
 
     def _start(self, context):
-        body = tasks.build_task(inputs.prepare_options(self._options(context)))
-        prefs = preferences.get(context)
-        return runtime.submit(context, preferences.make_client(context), body,
-                              prefs.image_transport.lower(), prefs.max_download_mb)
+        opts, workdir = inputs.gather(context, self._options(context))
+        try:
+            body = tasks.build_task(opts)
+            client = preferences.make_client(context)
+        except errors.ModelStreamError:
+            inputs.discard(workdir)
+            raise
+        return runtime.submit(context, client, body, workdir)
 
     def _fail(self, context, message, job=None):
         if job is not None:
@@ -110,6 +114,45 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         except errors.ModelStreamError as e:
             return self._fail(context, str(e))
         return self._finish(context, runtime.wait(context, job))
+
+
+class MODELSTREAM_OT_capture(bpy.types.Operator):
+    """Capture the scene as the task's input images, to look at them before generating"""
+
+    bl_idname = "modelstream.capture"
+    bl_label = "Capture Inputs"
+
+    @classmethod
+    def poll(cls, context):
+        settings = context.scene.modelstream
+        if inputs.capture_wanted(settings):
+            return True
+        cls.poll_message_set("Choose Viewport or Render as the image source, or Orbit "
+                             "Capture for multiview")
+        return False
+
+    def execute(self, context):
+        settings = context.scene.modelstream
+        opts = {name: getattr(settings, name) for name in OPTION_NAMES}
+        workdir = inputs.new_workdir("captures")
+        try:
+            captured = inputs.capture_sources(context, opts, workdir)
+        except errors.ModelStreamError as e:
+            inputs.discard(workdir)
+            context.window_manager.modelstream_error = str(e)
+            self.report({'WARNING' if bpy.app.background else 'ERROR'}, str(e))
+            return {'CANCELLED'}
+        inputs.keep_only(workdir)
+        context.window_manager.modelstream_error = ""
+        if settings.task_type == "multiview_to_model":
+            for view in ("front", "left", "back", "right"):
+                setattr(settings, f"view_{view}", captured[f"view_{view}"])
+            settings.multiview_source = 'FILES'
+        else:
+            settings.image_path = captured["image_path"]
+            settings.image_source = 'FILE'
+        self.report({'INFO'}, "Captured: check the previews, then Generate")
+        return {'FINISHED'}
 
 
 class MODELSTREAM_OT_cancel(bpy.types.Operator):
@@ -180,7 +223,8 @@ class MODELSTREAM_OT_test_connection(bpy.types.Operator):
         return self._report(context, self._future)
 
 
-CLASSES = (MODELSTREAM_OT_generate, MODELSTREAM_OT_cancel, MODELSTREAM_OT_test_connection)
+CLASSES = (MODELSTREAM_OT_generate, MODELSTREAM_OT_capture, MODELSTREAM_OT_cancel,
+           MODELSTREAM_OT_test_connection)
 
 
 def register():

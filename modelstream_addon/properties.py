@@ -33,7 +33,9 @@ TASK_TYPE_ITEMS = [
 OPTION_NAMES = ("task_type", "prompt", "model_version", "face_limit", "texture", "pbr",
                 "texture_quality", "quad", "auto_size", "style", "image_path", "view_front",
                 "view_left", "view_back", "view_right", "draft_model_task_id",
-                "original_task_id", "extra_params")
+                "original_task_id", "extra_params", "image_source", "image_name",
+                "multiview_source", "capture_resolution", "capture_transparent",
+                "only_selected", "render_engine", "orbit_ortho", "orbit_front")
 
 
 def _options_mixin(options):
@@ -88,6 +90,39 @@ def _options_mixin(options):
         original_task_id: StringProperty(
             name="Original Task ID", options=options,
             description="Task id of the multiview image task to edit or to build a model from")
+        image_source: EnumProperty(
+            name="Image Source", default='FILE', options=options, items=[
+                ('FILE', "File", "An image file or URL"),
+                ('VIEWPORT', "Viewport", "What the 3D viewport shows, from its current view"),
+                ('RENDER', "Render", "The scene camera's view, rendered"),
+                ('IMAGE', "Image", "An image already in this .blend")])
+        image_name: StringProperty(name="Image", options=options,
+                                   description="Name of the image in this .blend")
+        multiview_source: EnumProperty(
+            name="Views From", default='FILES', options=options, items=[
+                ('FILES', "Files", "Four image files (front required, others optional)"),
+                ('ORBIT', "Orbit Capture",
+                 "Capture front, left, back and right around the selection")])
+        capture_resolution: IntProperty(
+            name="Capture Size", default=1024, min=64, max=4096, options=options,
+            description="Side of the captured images, in pixels")
+        capture_transparent: BoolProperty(
+            name="Transparent Background", default=False, options=options,
+            description="Capture with an alpha background")
+        only_selected: BoolProperty(
+            name="Only Selected", default=False, options=options,
+            description="Hide other objects while capturing")
+        render_engine: EnumProperty(
+            name="Render With", default='WORKBENCH', options=options, items=[
+                ('WORKBENCH', "Fast Preview", "Workbench: quick, flat shading"),
+                ('SCENE', "Scene Engine", "The scene's own render engine and settings")])
+        orbit_ortho: BoolProperty(name="Orthographic", default=True, options=options,
+                                  description="Orthographic orbit views (else perspective)")
+        orbit_front: EnumProperty(
+            name="Front", default='NEG_Y', options=options, items=[
+                ('NEG_Y', "-Y", "Blender's front: the views look from -Y"),
+                ('ACTIVE_LOCAL', "Active Object",
+                 "The active object's local -Y is its front")])
         extra_params: StringProperty(
             name="Extra Parameters", options=options,
             description='More API parameters as a JSON object, e.g. {"model_seed": 7, '

@@ -112,11 +112,13 @@ def tick(wm):
     return changed
 
 
-def submit(context, client, body, transport="auto", max_download_mb=512):
+def submit(context, client, body, owned=""):
+    """Start a job with the preferences' transport, limits and concurrency."""
+    prefs = preferences.get(context)
     eng = engine()
-    eng.max_download = max_download_mb * 1024 * 1024
-    eng.max_concurrent = preferences.get(context).max_concurrent
-    job = eng.submit(client, body, transport)
+    eng.max_download = prefs.max_download_mb * 1024 * 1024
+    eng.max_concurrent = prefs.max_concurrent
+    job = eng.submit(client, body, prefs.image_transport.lower(), owned)
     sync(context.window_manager)
     return job
 

@@ -1,13 +1,27 @@
 """The ModelStream tab in the 3D viewport's sidebar."""
 
+import os
 import textwrap
 
 import bpy
+import bpy.utils.previews
 
-from . import preferences
+from . import inputs, preferences
 from .engine import FINAL_STATES
 
 MAX_FINISHED_SHOWN = 3
+_previews = None
+
+
+def _thumbnail(layout, path, scale=5):
+    """A preview of a local input image, so the user sees what will be sent."""
+    path = bpy.path.abspath(path or "")
+    if _previews is None or not os.path.isfile(path):
+        return
+    key = f"{path}:{os.path.getmtime(path)}"
+    if key not in _previews:
+        _previews.load(key, path, 'IMAGE')
+    layout.template_icon(icon_value=_previews[key].icon_id, scale=scale)
 
 
 def _wrapped(layout, context, text, icon='NONE'):
@@ -59,16 +73,50 @@ class MODELSTREAM_PT_generate(bpy.types.Panel):
                     "generate_multiview_image", "edit_multiview_image"):
             col.prop(settings, "prompt", text="", icon='TEXT')
         if kind in ("image_to_model", "generate_image", "generate_multiview_image"):
-            col.prop(settings, "image_path")
+            self._draw_image_source(layout, settings)
         if kind == "multiview_to_model":
             col.prop(settings, "original_task_id")
             if not settings.original_task_id:
-                for view in ("front", "left", "back", "right"):
-                    col.prop(settings, f"view_{view}")
+                self._draw_views(layout, settings)
         if kind == "edit_multiview_image":
             col.prop(settings, "original_task_id")
         if kind == "refine_model":
             col.prop(settings, "draft_model_task_id")
+        if inputs.capture_wanted(settings):
+            layout.operator("modelstream.capture", icon='RESTRICT_RENDER_OFF')
+
+    def _draw_image_source(self, layout, settings):
+        layout.row().prop(settings, "image_source", expand=True)
+        source = settings.image_source
+        if source == 'FILE':
+            layout.prop(settings, "image_path", text="")
+            _thumbnail(layout, settings.image_path)
+        elif source == 'IMAGE':
+            layout.prop_search(settings, "image_name", bpy.data, "images", text="")
+        else:
+            col = layout.column(align=True)
+            if source == 'RENDER':
+                col.prop(settings, "render_engine", text="")
+            col.prop(settings, "capture_resolution")
+            row = col.row(align=True)
+            row.prop(settings, "capture_transparent", text="Alpha", toggle=True)
+            row.prop(settings, "only_selected", toggle=True)
+
+    def _draw_views(self, layout, settings):
+        layout.row().prop(settings, "multiview_source", expand=True)
+        if settings.multiview_source == 'ORBIT':
+            col = layout.column(align=True)
+            col.prop(settings, "capture_resolution")
+            row = col.row(align=True)
+            row.prop(settings, "orbit_ortho", toggle=True)
+            row.prop(settings, "capture_transparent", text="Alpha", toggle=True)
+            col.prop(settings, "orbit_front")
+            return
+        grid = layout.grid_flow(columns=2, even_columns=True, align=True)
+        for view in ("front", "left", "back", "right"):
+            cell = grid.column(align=True)
+            cell.prop(settings, f"view_{view}")
+            _thumbnail(cell, getattr(settings, f"view_{view}"), scale=3)
 
     def _draw_jobs(self, context, layout, jobs):
         running = [j for j in jobs if j.state not in FINAL_STATES]
@@ -123,10 +171,15 @@ CLASSES = (MODELSTREAM_PT_generate, MODELSTREAM_PT_options)
 
 
 def register():
+    global _previews
+    _previews = bpy.utils.previews.new()
     for cls in CLASSES:
         bpy.utils.register_class(cls)
 
 
 def unregister():
+    global _previews
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    bpy.utils.previews.remove(_previews)
+    _previews = None

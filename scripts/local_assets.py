@@ -1,8 +1,10 @@
-"""Procedural GLB and PNG assets for the local ModelStream service.
+"""Procedural assets for the local ModelStream service: GLB and FBX models, PNG pictures.
 
 Standard library only, so the service runs wherever Python does. Everything is derived from a
 hash of the prompt: the same prompt always gives the same model, different prompts give visibly
-different ones, and the triangle count follows `face_limit` like the real service's does.
+different ones, and the triangle (or quad) count follows `face_limit` like the real service's
+does. Generated and multiview images are pictures of the same shapes. Input images are checked
+the way upstream checks them, and a sound PNG or JPEG input becomes the model's texture.
 """
 
 from __future__ import annotations
@@ -696,9 +698,6 @@ def quad_mesh(prompt: str, face_limit: int):
     rows = [[position(2 * math.pi * i / nu, j / nv) for i in range(nu)]
             for j in range(ring_count)]
 
-    def index(j: int, i: int) -> int:
-        return (j % ring_count) * nu + i % nu
-
     vertex_normals = []
     for j in range(ring_count):
         below = rows[(j - 1) % ring_count] if wraps_v else rows[max(j - 1, 0)]
@@ -711,18 +710,22 @@ def quad_mesh(prompt: str, face_limit: int):
     vertices = [p for row in rows for p in row]
     polygons, normals, uvs = [], [], []
     for j in range(nv):
+        low, high = j * nu, (j + 1) % ring_count * nu
+        v_low, v_high = 1 - j / nv, 1 - (j + 1) / nv
         for i in range(nu):
-            corners = ((j, i), (j, i + 1), (j + 1, i + 1), (j + 1, i))
-            polygons.append(tuple(index(*c) for c in corners))
-            normals.extend(vertex_normals[index(*c)] for c in corners)
-            uvs.extend((ci / nu, 1 - cj / nv) for cj, ci in corners)
+            step = (i + 1) % nu
+            quad = (low + i, low + step, high + step, high + i)
+            polygons.append(quad)
+            normals += [vertex_normals[k] for k in quad]
+            uvs += ((i / nu, v_low), ((i + 1) / nu, v_low), ((i + 1) / nu, v_high),
+                    (i / nu, v_high))
     if capped:
         extent = max(math.hypot(p[0], p[2]) for p in vertices) or 1.0
         for j, up in ((0, False), (nv, True)):
             centre = len(vertices)
             vertices.append((0.0, sum(p[1] for p in rows[j]) / nu, 0.0))
             for i in range(0, nu, 2):
-                ring = [index(j, i + k) for k in range(3)]
+                ring = [j * nu + (i + k) % nu for k in range(3)]
                 polygon = (centre, *ring) if up else (centre, *ring[::-1])
                 polygons.append(polygon)
                 normals.extend([(0.0, 1.0 if up else -1.0, 0.0)] * 4)

@@ -46,7 +46,7 @@ def _prop(value) -> bytes:
         if sys.byteorder != "little":
             value = array.array(value.typecode, value)
             value.byteswap()
-        packed = zlib.compress(value.tobytes())
+        packed = zlib.compress(value.tobytes(), 1)  # speed over size: made while a client waits
         return value.typecode.encode() + struct.pack("<III", len(value), 1, len(packed)) + packed
     raise TypeError(f"no FBX property type for {type(value).__name__}")
 

@@ -257,3 +257,88 @@ def test_missing_ca_bundle_is_a_clear_error(blender, addon):
         assert "CA bundle" in bpy.context.window_manager.modelstream_error
     finally:
         prefs.ca_bundle = ""
+
+
+def build_blockout(bpy):
+    """An asymmetric little scene: a cube with a cone on its +X side."""
+    bpy.ops.mesh.primitive_cube_add(size=1.0)
+    cube = bpy.context.object
+    bpy.ops.mesh.primitive_cone_add(location=(1.0, 0.0, 0.0))
+    cone = bpy.context.object
+    for obj in (cube, cone):
+        obj.select_set(True)
+    return cube, cone
+
+
+def full_state(bpy):
+    scene = bpy.context.scene
+    return {**scene_state(bpy), "cameras": len(bpy.data.cameras),
+            "engine": scene.render.engine,
+            "res": (scene.render.resolution_x, scene.render.resolution_y),
+            "camera": scene.camera,
+            "selected": sorted(o.name for o in bpy.context.selected_objects),
+            "hidden": sorted(o.name for o in bpy.data.objects if o.hide_render)}
+
+
+def test_orbit_capture_then_multiview_to_model(blender, service):
+    bpy = blender
+    build_blockout(bpy)
+    before = full_state(bpy)
+    assert bpy.ops.modelstream.generate(task_type="multiview_to_model",
+                                        multiview_source='ORBIT', capture_resolution=128,
+                                        face_limit=600) == {'FINISHED'}
+    assert service.stats()["requests"]["upload"] == 4
+    after = full_state(bpy)
+    for key in ("cameras", "engine", "res", "camera", "hidden"):
+        assert after[key] == before[key]
+    assert model_empty(bpy, "multiview_to_model")
+
+
+def test_viewport_capture_then_image_to_model(blender, service):
+    bpy = blender
+    build_blockout(bpy)
+    before = full_state(bpy)
+    assert bpy.ops.modelstream.generate(task_type="image_to_model", image_source='VIEWPORT',
+                                        capture_resolution=128, face_limit=600) == {'FINISHED'}
+    after = full_state(bpy)
+    for key in ("cameras", "engine", "res", "camera", "hidden"):
+        assert after[key] == before[key]
+    assert model_empty(bpy, "image_to_model")
+
+
+def test_capture_step_fills_the_inputs_for_review(blender):
+    import os
+
+    bpy = blender
+    build_blockout(bpy)
+    settings = bpy.context.scene.modelstream
+    settings.task_type = "multiview_to_model"
+    settings.multiview_source = 'ORBIT'
+    settings.capture_resolution = 96
+    assert bpy.ops.modelstream.capture() == {'FINISHED'}
+    assert settings.multiview_source == 'FILES'
+    views = [getattr(settings, f"view_{v}") for v in ("front", "left", "back", "right")]
+    assert all(os.path.isfile(p) for p in views)
+    assert "extensions" in views[0] or "modelstream_addon" in views[0]
+    assert bpy.ops.modelstream.generate(face_limit=500) == {'FINISHED'}
+
+
+def test_nothing_to_capture_is_a_clear_error(blender, service):
+    bpy = blender
+    before = scene_state(bpy)
+    assert bpy.ops.modelstream.generate(task_type="multiview_to_model",
+                                        multiview_source='ORBIT') == {'CANCELLED'}
+    assert "multiview_source" in bpy.context.window_manager.modelstream_error
+    assert scene_state(bpy) == before
+    assert service.stats()["requests"]["upload"] == 0
+
+
+def test_image_datablock_as_input(blender):
+    bpy = blender
+    image = bpy.data.images.new("sketch", 128, 128)
+    image.generated_type = 'COLOR_GRID'
+    assert bpy.ops.modelstream.generate(task_type="image_to_model", image_source='IMAGE',
+                                        image_name="sketch", face_limit=500) == {'FINISHED'}
+    assert bpy.ops.modelstream.generate(task_type="image_to_model", image_source='IMAGE',
+                                        image_name="missing") == {'CANCELLED'}
+    assert "missing" in bpy.context.window_manager.modelstream_error
