@@ -70,6 +70,7 @@ class Job:
     finished: float = 0.0
     imported_as: str = ""
     owned: str = ""
+    import_options: dict = field(default_factory=dict)
 
     @property
     def done(self):
@@ -107,19 +108,22 @@ class Engine:
 
     # Main thread --------------------------------------------------------------------
 
-    def submit(self, client, body, transport="auto", owned=""):
+    def submit(self, client, body, transport="auto", owned="", import_options=None):
         """Start a job for a validated body; returns at once. `transport` says how local
         images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'; `owned` is
-        a folder of input files deleted with the job."""
-        job = Job(body=copy.deepcopy(body), owned=owned)
+        a folder of input files deleted with the job; `import_options` are kept for
+        whoever imports the result."""
+        job = Job(body=copy.deepcopy(body), owned=owned,
+                  import_options=dict(import_options or {}))
         self.jobs[job.id] = job
         self._start(job, self._create_and_follow, client, job.body, transport)
         self._prune()
         return job
 
-    def attach(self, client, task_id):
+    def attach(self, client, task_id, import_options=None):
         """Follow a task created elsewhere (same key): poll, download, ready to import."""
-        job = Job(body={"type": ""}, task_id=task_id, message="Looking up the task")
+        job = Job(body={"type": ""}, task_id=task_id, message="Looking up the task",
+                  import_options=dict(import_options or {}))
         self.jobs[job.id] = job
         self._start(job, self._follow, client, task_id, "")
         self._prune()

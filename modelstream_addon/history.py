@@ -17,7 +17,7 @@ import threading
 VERSION = 1
 FIELDS = ("id", "task_id", "state", "status", "message", "error", "transport",
           "output_path", "output_format", "images", "created", "finished", "imported_as",
-          "owned")
+          "owned", "import_options")
 
 
 def record_of(job):

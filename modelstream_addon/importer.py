@@ -3,6 +3,7 @@
 import contextlib
 
 import bpy
+from mathutils import Vector
 
 from . import tasks
 
@@ -39,8 +40,49 @@ def _collection(scene):
     return coll
 
 
-def import_model(context, path, fmt, *, name, task_id, task_type, prompt, location):
-    """Import `path` and parent it under a new Empty at `location`; returns the Empty."""
+def _model_size(objects):
+    """Largest side of the world-space bounding box of `objects`' meshes."""
+    corners = [o.matrix_world @ Vector(c) for o in objects if o.type == 'MESH'
+               for c in o.bound_box]
+    if not corners:
+        return 0.0
+    return max(max(c[i] for c in corners) - min(c[i] for c in corners) for i in range(3))
+
+
+def _place(context, empty, new, options):
+    """Cursor, origin or the replaced object's place; scale to a size on the Empty only,
+    so the mesh data keeps the service's units."""
+    placement = options.get("placement", 'CURSOR')
+    target = bpy.data.objects.get(options.get("replace", "")) if placement == 'REPLACE' else None
+    if placement == 'REPLACE' and target is None:
+        raise ImportFailed(f"The object to replace, {options.get('replace')!r}, is gone.")
+    context.view_layer.update()
+    size = _model_size(new)
+    goal = None
+    if target is not None:
+        goal = max(target.dimensions)
+    elif options.get("size_mode") == 'FIT':
+        goal = options.get("target_size", 1.0)
+    if goal and size > 0:
+        empty.scale = (goal / size,) * 3
+    if target is not None:
+        empty.location = target.matrix_world.translation
+        empty.rotation_euler = target.matrix_world.to_euler()
+        target.hide_set(True)
+        target.hide_render = True
+    elif placement == 'AT':
+        empty.location = options["location"]
+    elif placement == 'CURSOR':
+        empty.location = context.scene.cursor.location
+    shading = options.get("shading", 'KEEP')
+    for obj in new:
+        if obj.type == 'MESH' and shading != 'KEEP':
+            (obj.data.shade_smooth if shading == 'SMOOTH' else obj.data.shade_flat)()
+
+
+def import_model(context, path, fmt, *, name, task_id, task_type, prompt, options=None):
+    """Import `path` under a new Empty placed by `options` (placement, replace, size_mode,
+    target_size, shading); returns the Empty. On failure nothing new is left behind."""
     if fmt not in _IMPORTERS:
         raise ImportFailed(f"Cannot import a {fmt!r} file.")
     before = _snapshot()
@@ -52,7 +94,6 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, locati
         coll = _collection(context.scene)
         empty = bpy.data.objects.new(name, None)
         empty.empty_display_type = 'PLAIN_AXES'
-        empty.location = location
         coll.objects.link(empty)
         empty["modelstream_task_id"] = task_id
         empty["modelstream_type"] = task_type
@@ -64,6 +105,7 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, locati
             coll.objects.link(obj)
             if obj.parent not in new_set:
                 obj.parent = empty
+        _place(context, empty, new, options or {})
         for obj in context.view_layer.objects.selected:
             obj.select_set(False)
         empty.select_set(True)
@@ -106,7 +148,23 @@ def add_result(context, job):
     empty = import_model(
         context, job.output_path, job.output_format, name=tasks.describe(job.body),
         task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
-        location=context.scene.cursor.location.copy())
+        options=job.import_options)
     with contextlib.suppress(ImportFailed):
         load_images(job.images, task_id=job.task_id, task_type=task_type, keep=False)
     return empty.name
+
+
+def add_reference(context, path, task_id):
+    """An image Empty at the 3D cursor, facing the front, to model against."""
+    image = bpy.data.images.load(path, check_existing=True)
+    image["modelstream_task_id"] = task_id
+    image.pack()
+    empty = bpy.data.objects.new(f"Reference {task_id[:8]}", None)
+    empty.empty_display_type = 'IMAGE'
+    empty.data = image
+    empty.empty_display_size = 2.0
+    empty.location = context.scene.cursor.location
+    empty.rotation_euler = (1.5707963, 0.0, 0.0)
+    empty["modelstream_task_id"] = task_id
+    _collection(context.scene).objects.link(empty)
+    return empty

@@ -6,13 +6,24 @@ leaves the scene as it was.
 """
 
 import concurrent.futures
+import os
 import sys
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import EnumProperty, StringProperty
 
 from . import errors, importer, inputs, preferences, runtime, tasks
-from .engine import CANCELLED, READY
+from .engine import (
+    CANCELLED,
+    DOWNLOADING,
+    FAILED,
+    IMPORTED,
+    QUEUED,
+    READY,
+    RUNNING,
+    SUBMITTING,
+    WAITING,
+)
 from .properties import OPTION_NAMES, OperatorOptions
 
 OFFLINE = ("Online access is off: enable Edit > Preferences > System > Network > "
@@ -44,15 +55,31 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         return {name: getattr(self if self.properties.is_property_set(name) else settings,
                               name) for name in OPTION_NAMES}
 
+    def _import_options(self, context, opts):
+        """Where the result goes, fixed now: the selection may change while it runs."""
+        options = {name: opts[name] for name in ("placement", "size_mode", "target_size",
+                                                 "shading")}
+        if opts["placement"] == 'REPLACE':
+            active = context.view_layer.objects.active
+            if active is None:
+                raise tasks.ValidationError("placement", "select the object to replace.")
+            options["replace"] = active.name
+        elif opts["placement"] == 'CURSOR':
+            options["placement"] = 'AT'
+            options["location"] = list(context.scene.cursor.location)
+        return options
+
     def _start(self, context):
-        opts, workdir = inputs.gather(context, self._options(context))
+        opts = self._options(context)
+        import_options = self._import_options(context, opts)
+        opts, workdir = inputs.gather(context, opts)
         try:
             body = tasks.build_task(opts)
             client = preferences.make_client(context)
         except errors.ModelStreamError:
             inputs.discard(workdir)
             raise
-        return runtime.submit(context, client, body, workdir)
+        return runtime.submit(context, client, body, workdir, import_options)
 
     def _fail(self, context, message, job=None):
         if job is not None:
@@ -155,18 +182,241 @@ class MODELSTREAM_OT_capture(bpy.types.Operator):
         return {'FINISHED'}
 
 
-class MODELSTREAM_OT_cancel(bpy.types.Operator):
+def _job(context, job_id):
+    """The job named, else the one active in the jobs list."""
+    if not job_id:
+        wm = context.window_manager
+        if 0 <= wm.modelstream_job_index < len(wm.modelstream_jobs):
+            job_id = wm.modelstream_jobs[wm.modelstream_job_index].job_id
+    return runtime.engine().jobs.get(job_id)
+
+
+class JobOperator:
+    """Acts on `job_id`, or on the job active in the panel's list."""
+
+    job_id: StringProperty(name="Job", options={'SKIP_SAVE', 'HIDDEN'})
+    needs = ()
+
+    @classmethod
+    def poll(cls, context):
+        job = _job(context, "")
+        if job is None:
+            cls.poll_message_set("Select a job in the ModelStream jobs list")
+            return False
+        if cls.needs and job.state not in cls.needs:
+            cls.poll_message_set(f"The job is {job.state.lower()}")
+            return False
+        return True
+
+    def _fail(self, context, message):
+        context.window_manager.modelstream_error = message
+        self.report({'WARNING' if bpy.app.background else 'ERROR'}, message)
+        return {'CANCELLED'}
+
+
+class MODELSTREAM_OT_cancel(JobOperator, bpy.types.Operator):
     """Stop waiting for a job (the service has no cancel endpoint: it may still be charged)"""
 
     bl_idname = "modelstream.cancel"
     bl_label = "Cancel Job"
-    bl_options = {'INTERNAL'}
-
-    job_id: StringProperty(options={'SKIP_SAVE', 'HIDDEN'})
+    needs = (WAITING, SUBMITTING, QUEUED, RUNNING, DOWNLOADING)
 
     def execute(self, context):
-        runtime.cancel(context, self.job_id)
+        job = _job(context, self.job_id)
+        if job is None:
+            return {'CANCELLED'}
+        runtime.cancel(context, job.id)
         return {'FINISHED'}
+
+
+class MODELSTREAM_OT_retry_job(JobOperator, bpy.types.Operator):
+    """Send the job's request again as a new task (charged again)"""
+
+    bl_idname = "modelstream.retry_job"
+    bl_label = "Retry Job"
+    needs = (FAILED, CANCELLED)
+
+    @classmethod
+    def poll(cls, context):
+        return online_poll(cls) and super().poll(context)
+
+    def execute(self, context):
+        job = _job(context, self.job_id)
+        try:
+            new = runtime.submit(context, preferences.make_client(context), job.body,
+                                 import_options=job.import_options)
+        except errors.ModelStreamError as e:
+            return self._fail(context, str(e))
+        return self._finish(context, new)
+
+    def _finish(self, context, job):
+        problem = runtime.follow(context, job)
+        return self._fail(context, problem) if problem else {'FINISHED'}
+
+
+class MODELSTREAM_OT_import_job(JobOperator, bpy.types.Operator):
+    """Import the job's result again, from the cached file or fetched afresh"""
+
+    bl_idname = "modelstream.import_job"
+    bl_label = "Import Result"
+    bl_options = {'UNDO'}
+    needs = (READY, IMPORTED)
+
+    def execute(self, context):
+        job = _job(context, self.job_id)
+        if all(os.path.exists(path) for path in job.files() if path != job.owned):
+            problem = runtime.import_result(context, job)
+            return self._fail(context, problem) if problem else {'FINISHED'}
+        if not bpy.app.online_access:
+            return self._fail(context, OFFLINE)
+        try:
+            runtime.engine().refetch(preferences.make_client(context), job.id)
+        except errors.ModelStreamError as e:
+            return self._fail(context, str(e))
+        problem = runtime.follow(context, job, "fetched again")
+        return self._fail(context, problem) if problem else {'FINISHED'}
+
+
+class MODELSTREAM_OT_copy_task_id(JobOperator, bpy.types.Operator):
+    """Copy the job's task id to the clipboard"""
+
+    bl_idname = "modelstream.copy_task_id"
+    bl_label = "Copy Task ID"
+
+    def execute(self, context):
+        job = _job(context, self.job_id)
+        if not job.task_id:
+            return self._fail(context, "This job has no task id yet.")
+        context.window_manager.clipboard = job.task_id
+        self.report({'INFO'}, f"Copied {job.task_id}")
+        return {'FINISHED'}
+
+
+class MODELSTREAM_OT_remove_job(JobOperator, bpy.types.Operator):
+    """Remove the job from the list and delete its cached files (stops waiting first)"""
+
+    bl_idname = "modelstream.remove_job"
+    bl_label = "Remove Job"
+
+    def execute(self, context):
+        runtime.engine().remove(_job(context, self.job_id).id)
+        runtime.sync(context.window_manager)
+        return {'FINISHED'}
+
+
+class MODELSTREAM_OT_clear_finished(bpy.types.Operator):
+    """Remove every finished job from the list, with its cached files"""
+
+    bl_idname = "modelstream.clear_finished"
+    bl_label = "Clear Finished Jobs"
+
+    def execute(self, context):
+        runtime.engine().clear_finished()
+        runtime.sync(context.window_manager)
+        return {'FINISHED'}
+
+
+class MODELSTREAM_OT_import_task(bpy.types.Operator):
+    """Import the result of a task by its id (tasks started elsewhere with the same key)"""
+
+    bl_idname = "modelstream.import_task"
+    bl_label = "Import Task by ID"
+    bl_options = {'UNDO'}
+
+    task_id: StringProperty(name="Task ID", options={'SKIP_SAVE'})
+
+    @classmethod
+    def poll(cls, context):
+        return online_poll(cls)
+
+    def invoke(self, context, event):
+        if bpy.app.background or self.task_id:
+            return self.execute(context)
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        task_id = self.task_id.strip()
+        if not task_id:
+            return JobOperator._fail(self, context, "task_id: enter the id of a task.")
+        try:
+            job = runtime.attach(context, preferences.make_client(context), task_id)
+        except errors.ModelStreamError as e:
+            return JobOperator._fail(self, context, str(e))
+        problem = runtime.follow(context, job, "imported by task id")
+        return JobOperator._fail(self, context, problem) if problem else {'FINISHED'}
+
+
+class MODELSTREAM_OT_use_result(JobOperator, bpy.types.Operator):
+    """Use a finished job's result as the input of the next step"""
+
+    bl_idname = "modelstream.use_result"
+    bl_label = "Use Result"
+    bl_options = {'UNDO'}
+    needs = (READY, IMPORTED)
+
+    use: EnumProperty(name="Use", options={'SKIP_SAVE'}, items=[
+        ('REFINE', "Refine Model", "Set up a refine_model task from this model"),
+        ('EDIT_VIEWS', "Edit Views", "Set up an edit_multiview_image task for these views"),
+        ('MAKE_MODEL', "Make Model", "Set up a multiview_to_model task from these views"),
+        ('IMAGE_INPUT', "Use as Image Input", "Set up an image_to_model task from this image"),
+        ('REFERENCE', "Add as Reference", "Add the image to the scene as a reference image")])
+
+    def execute(self, context):
+        job = _job(context, self.job_id)
+        settings = context.scene.modelstream
+        kind = tasks.output_kind(job.body.get("type", ""))
+        wanted = {'REFINE': "model", 'EDIT_VIEWS': "multiview", 'MAKE_MODEL': "multiview",
+                  'IMAGE_INPUT': "image", 'REFERENCE': "image"}[self.use]
+        if kind != wanted and not (wanted == "image" and kind == "multiview"):
+            return self._fail(context, f"A {kind} result cannot be used for this.")
+        if self.use == 'REFINE':
+            settings.task_type, settings.draft_model_task_id = "refine_model", job.task_id
+        elif self.use in ('EDIT_VIEWS', 'MAKE_MODEL'):
+            settings.task_type = ("edit_multiview_image" if self.use == 'EDIT_VIEWS'
+                                  else "multiview_to_model")
+            settings.original_task_id = job.task_id
+        elif self.use == 'IMAGE_INPUT':
+            settings.task_type, settings.image_source = "image_to_model", 'FILE'
+            settings.image_path = job.images[0][1]
+        else:
+            importer.add_reference(context, job.images[0][1], job.task_id)
+        self.report({'INFO'}, f"Ready: {settings.task_type.replace('_', ' ')} from task "
+                    f"{job.task_id}")
+        return {'FINISHED'}
+
+
+class MODELSTREAM_OT_refine_selected(bpy.types.Operator):
+    """Refine the selected generated model (refine_model with the task id on its Empty)"""
+
+    bl_idname = "modelstream.refine_selected"
+    bl_label = "Refine Selected Model"
+
+    @staticmethod
+    def _task_id(context):
+        obj = context.active_object
+        while obj is not None and "modelstream_task_id" not in obj:
+            obj = obj.parent
+        if obj is None or obj.get("modelstream_type") not in ("text_to_model",
+                                                              "image_to_model",
+                                                              "multiview_to_model"):
+            return ""
+        return obj["modelstream_task_id"]
+
+    @classmethod
+    def poll(cls, context):
+        if not cls._task_id(context):
+            cls.poll_message_set("Select a model generated by ModelStream (not refined yet)")
+            return False
+        return online_poll(cls)
+
+    def invoke(self, context, event):
+        return bpy.ops.modelstream.generate(
+            'INVOKE_DEFAULT', task_type="refine_model",
+            draft_model_task_id=self._task_id(context))
+
+    def execute(self, context):
+        return bpy.ops.modelstream.generate(task_type="refine_model",
+                                            draft_model_task_id=self._task_id(context))
 
 
 class MODELSTREAM_OT_test_connection(bpy.types.Operator):
@@ -224,7 +474,10 @@ class MODELSTREAM_OT_test_connection(bpy.types.Operator):
 
 
 CLASSES = (MODELSTREAM_OT_generate, MODELSTREAM_OT_capture, MODELSTREAM_OT_cancel,
-           MODELSTREAM_OT_test_connection)
+           MODELSTREAM_OT_retry_job, MODELSTREAM_OT_import_job, MODELSTREAM_OT_copy_task_id,
+           MODELSTREAM_OT_remove_job, MODELSTREAM_OT_clear_finished,
+           MODELSTREAM_OT_import_task, MODELSTREAM_OT_use_result,
+           MODELSTREAM_OT_refine_selected, MODELSTREAM_OT_test_connection)
 
 
 def register():

@@ -35,7 +35,8 @@ OPTION_NAMES = ("task_type", "prompt", "model_version", "face_limit", "texture",
                 "view_left", "view_back", "view_right", "draft_model_task_id",
                 "original_task_id", "extra_params", "image_source", "image_name",
                 "multiview_source", "capture_resolution", "capture_transparent",
-                "only_selected", "render_engine", "orbit_ortho", "orbit_front")
+                "only_selected", "render_engine", "orbit_ortho", "orbit_front", "placement",
+                "size_mode", "target_size", "shading")
 
 
 def _options_mixin(options):
@@ -123,6 +124,24 @@ def _options_mixin(options):
                 ('NEG_Y', "-Y", "Blender's front: the views look from -Y"),
                 ('ACTIVE_LOCAL', "Active Object",
                  "The active object's local -Y is its front")])
+        placement: EnumProperty(
+            name="Place At", default='CURSOR', options=options, items=[
+                ('CURSOR', "3D Cursor", "At the 3D cursor"),
+                ('ORIGIN', "World Origin", "At the world origin"),
+                ('REPLACE', "Replace Active",
+                 "Take the active object's place, rotation and size; it is hidden")])
+        size_mode: EnumProperty(
+            name="Size", default='KEEP', options=options, items=[
+                ('KEEP', "As Delivered", "Keep the service's units"),
+                ('FIT', "Fit Size", "Scale so the largest side is the target size")])
+        target_size: FloatProperty(
+            name="Target Size", default=1.0, min=0.001, soft_max=100.0, unit='LENGTH',
+            options=options, description="Largest side of the model after import")
+        shading: EnumProperty(
+            name="Shading", default='KEEP', options=options, items=[
+                ('KEEP', "As Delivered", "Keep the file's shading"),
+                ('SMOOTH', "Smooth", "Smooth shading"),
+                ('FLAT', "Flat", "Flat shading")])
         extra_params: StringProperty(
             name="Extra Parameters", options=options,
             description='More API parameters as a JSON object, e.g. {"model_seed": 7, '

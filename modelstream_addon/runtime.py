@@ -17,6 +17,7 @@ TICK_SECONDS = 0.2
 RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
 _auto_import = set()
+_notes = {}
 
 
 def engine():
@@ -106,19 +107,27 @@ def tick(wm):
     for job in changed:
         mirror(wm, job)
         if job.state == engine_mod.READY and job.id in _auto_import:
-            import_result(bpy.context, job, RESUMED_NOTE)
+            import_result(bpy.context, job, _notes.pop(job.id, RESUMED_NOTE), push_undo=True)
     if changed or any(not j.done for j in engine().jobs.values()):
         _redraw(wm)
     return changed
 
 
-def submit(context, client, body, owned=""):
+def submit(context, client, body, owned="", import_options=None):
     """Start a job with the preferences' transport, limits and concurrency."""
     prefs = preferences.get(context)
     eng = engine()
     eng.max_download = prefs.max_download_mb * 1024 * 1024
     eng.max_concurrent = prefs.max_concurrent
-    job = eng.submit(client, body, prefs.image_transport.lower(), owned)
+    job = eng.submit(client, body, prefs.image_transport.lower(), owned, import_options)
+    sync(context.window_manager)
+    return job
+
+
+def attach(context, client, task_id):
+    prefs = preferences.get(context)
+    engine().max_download = prefs.max_download_mb * 1024 * 1024
+    job = engine().attach(client, task_id, {"placement": 'CURSOR'})
     sync(context.window_manager)
     return job
 
@@ -147,7 +156,7 @@ def finish(context, job, *, error="", object_name="", note=""):
     mirror(context.window_manager, job)
 
 
-def import_result(context, job, note=""):
+def import_result(context, job, note="", push_undo=False):
     """Import a READY job outside its operator (resumed, import again, by id).
     Returns the error message, or '' on success."""
     _auto_import.discard(job.id)
@@ -157,8 +166,20 @@ def import_result(context, job, note=""):
         finish(context, job, error=f"{e} (task {job.task_id})")
         return str(e)
     finish(context, job, object_name=added, note=note)
-    if not bpy.app.background:
+    if push_undo and not bpy.app.background:
         bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
+    return ""
+
+
+def follow(context, job, note=""):
+    """Import `job` when it is ready: at once headless (blocking), else from the timer."""
+    if bpy.app.background:
+        wait(context, job)
+        if job.state != engine_mod.READY:
+            return job.error or job.message
+        return import_result(context, job, note)
+    _auto_import.add(job.id)
+    _notes[job.id] = note
     return ""
 
 
