@@ -6,10 +6,9 @@ import textwrap
 import bpy
 import bpy.utils.previews
 
-from . import inputs, preferences
+from . import inputs, preferences, runtime
 from .engine import FINAL_STATES
 
-MAX_FINISHED_SHOWN = 3
 _previews = None
 
 
@@ -119,23 +118,93 @@ class MODELSTREAM_PT_generate(bpy.types.Panel):
             _thumbnail(cell, getattr(settings, f"view_{view}"), scale=3)
 
     def _draw_jobs(self, context, layout, jobs):
+        """Running jobs and the newest failure here; everything else in Jobs below."""
         running = [j for j in jobs if j.state not in FINAL_STATES]
-        finished = [j for j in jobs if j.state in FINAL_STATES][-MAX_FINISHED_SHOWN:]
-        for job in running + list(reversed(finished)):
+        failed = [j for j in jobs if j.state == 'FAILED'][-1:]
+        for job in running:
             box = layout.box()
             row = box.row()
-            row.label(text=job.label or job.task_type, icon='MESH_MONKEY')
-            if job in running:
-                row.operator("modelstream.cancel", text="", icon='X').job_id = job.job_id
-                box.progress(factor=job.progress, type='BAR', text=job.message)
-                if job.transport:
-                    box.label(text=f"Images sent by {job.transport}", icon='IMAGE_DATA')
-            elif job.state == 'FAILED':
-                box.alert = True
-                _wrapped(box, context, job.error, icon='ERROR')
-            else:
-                box.label(text=job.message, icon='CHECKMARK' if job.state == 'IMPORTED'
-                          else 'CANCEL')
+            row.label(text=job.label or job.task_type, icon=_ICONS.get(job.task_type, 'MESH_DATA'))
+            row.operator("modelstream.cancel", text="", icon='X').job_id = job.job_id
+            box.progress(factor=job.progress, type='BAR', text=_status(job))
+            if job.transport:
+                box.label(text=f"Images sent by {job.transport}", icon='IMAGE_DATA')
+        for job in failed:
+            box = layout.box()
+            box.alert = True
+            _wrapped(box, context, job.error, icon='ERROR')
+
+
+def _status(item):
+    if item.state == 'WAITING' and item.queue_position:
+        return f"Waiting here, #{item.queue_position} in line"
+    return item.message
+
+
+_ICONS = {"text_to_model": 'MESH_MONKEY', "image_to_model": 'IMAGE_DATA',
+          "multiview_to_model": 'VIEW_CAMERA', "refine_model": 'MODIFIER',
+          "text_to_image": 'IMAGE', "generate_image": 'IMAGE',
+          "generate_multiview_image": 'RENDERLAYERS', "edit_multiview_image": 'RENDERLAYERS'}
+
+
+class MODELSTREAM_UL_jobs(bpy.types.UIList):
+    """One row a job: what, state, progress, time."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_prop):
+        row = layout.row(align=True)
+        row.label(text=item.label or item.task_type, icon=_ICONS.get(item.task_type, 'MESH_DATA'))
+        if item.state in FINAL_STATES:
+            row.label(text=item.state.title(), icon={'IMPORTED': 'CHECKMARK', 'READY': 'IMPORT',
+                                                     'FAILED': 'ERROR'}.get(item.state, 'X'))
+        else:
+            row.progress(factor=item.progress, type='BAR', text=f"{item.progress:.0%}")
+        row.label(text=f"{runtime.elapsed(item):.0f} s")
+
+
+class MODELSTREAM_PT_jobs(bpy.types.Panel):
+    bl_label = "Jobs"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "ModelStream"
+    bl_parent_id = "MODELSTREAM_PT_generate"
+
+    def draw(self, context):
+        layout = self.layout
+        wm = context.window_manager
+        layout.template_list("MODELSTREAM_UL_jobs", "", wm, "modelstream_jobs", wm,
+                             "modelstream_job_index", rows=3)
+        row = layout.row(align=True)
+        row.operator("modelstream.import_task", icon='IMPORT')
+        row.operator("modelstream.clear_finished", text="", icon='BRUSH_DATA')
+        if not 0 <= wm.modelstream_job_index < len(wm.modelstream_jobs):
+            return
+        job = wm.modelstream_jobs[wm.modelstream_job_index]
+        box = layout.box()
+        col = box.column(align=True)
+        col.label(text=f"{job.task_type.replace('_', ' ')}: {_status(job)}")
+        if job.task_id:
+            col.label(text=f"Task {job.task_id}")
+        if job.transport:
+            col.label(text=f"Images sent by {job.transport}")
+        if job.error:
+            _wrapped(col, context, job.error, icon='ERROR')
+        row = box.row(align=True)
+        row.operator("modelstream.cancel", text="", icon='X')
+        row.operator("modelstream.retry_job", text="", icon='FILE_REFRESH')
+        row.operator("modelstream.import_job", text="", icon='IMPORT')
+        row.operator("modelstream.copy_task_id", text="", icon='COPYDOWN')
+        row.operator("modelstream.remove_job", text="", icon='TRASH')
+        if job.state not in ('READY', 'IMPORTED'):
+            return
+        row = box.row(align=True)
+        if job.task_type in ("text_to_model", "image_to_model", "multiview_to_model"):
+            row.operator("modelstream.use_result", text="Refine").use = 'REFINE'
+        elif job.task_type in ("generate_multiview_image", "edit_multiview_image"):
+            row.operator("modelstream.use_result", text="Edit Views").use = 'EDIT_VIEWS'
+            row.operator("modelstream.use_result", text="Make Model").use = 'MAKE_MODEL'
+        elif job.task_type in ("text_to_image", "generate_image"):
+            row.operator("modelstream.use_result", text="To Model").use = 'IMAGE_INPUT'
+            row.operator("modelstream.use_result", text="Reference").use = 'REFERENCE'
 
 
 class MODELSTREAM_PT_options(bpy.types.Panel):
@@ -165,9 +234,16 @@ class MODELSTREAM_PT_options(bpy.types.Panel):
         layout.prop(settings, "model_version")
         layout.prop(settings, "style")
         layout.prop(settings, "extra_params")
+        layout.separator()
+        layout.prop(settings, "placement")
+        layout.prop(settings, "size_mode")
+        if settings.size_mode == 'FIT':
+            layout.prop(settings, "target_size")
+        layout.prop(settings, "shading")
 
 
-CLASSES = (MODELSTREAM_PT_generate, MODELSTREAM_PT_options)
+CLASSES = (MODELSTREAM_UL_jobs, MODELSTREAM_PT_generate, MODELSTREAM_PT_options,
+           MODELSTREAM_PT_jobs)
 
 
 def register():
