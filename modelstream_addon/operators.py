@@ -55,31 +55,8 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         return {name: getattr(self if self.properties.is_property_set(name) else settings,
                               name) for name in OPTION_NAMES}
 
-    def _import_options(self, context, opts):
-        """Where the result goes, fixed now: the selection may change while it runs."""
-        options = {name: opts[name] for name in ("placement", "size_mode", "target_size",
-                                                 "shading")}
-        if opts["placement"] == 'REPLACE':
-            active = context.view_layer.objects.active
-            if active is None:
-                raise tasks.ValidationError("placement", "select the object to replace.")
-            options["replace"] = active.name
-        elif opts["placement"] == 'CURSOR':
-            options["placement"] = 'AT'
-            options["location"] = list(context.scene.cursor.location)
-        return options
-
     def _start(self, context):
-        opts = self._options(context)
-        import_options = self._import_options(context, opts)
-        opts, workdir = inputs.gather(context, opts)
-        try:
-            body = tasks.build_task(opts)
-            client = preferences.make_client(context)
-        except errors.ModelStreamError:
-            inputs.discard(workdir)
-            raise
-        return runtime.submit(context, client, body, workdir, import_options)
+        return runtime.start_job(context, self._options(context))
 
     def _fail(self, context, message, job=None):
         if job is not None:

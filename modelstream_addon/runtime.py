@@ -11,7 +11,7 @@ import time
 import bpy
 
 from . import engine as engine_mod
-from . import errors, importer, preferences
+from . import errors, importer, inputs, preferences, tasks
 
 TICK_SECONDS = 0.2
 RESUMED_NOTE = "imported after Blender restarted"
@@ -111,6 +111,36 @@ def tick(wm):
     if changed or any(not j.done for j in engine().jobs.values()):
         _redraw(wm)
     return changed
+
+
+def import_options(context, opts):
+    """Where the result goes, fixed at submit: the selection may change while it runs."""
+    options = {name: opts.get(name, default) for name, default in (
+        ("placement", 'CURSOR'), ("size_mode", 'KEEP'), ("target_size", 1.0),
+        ("shading", 'KEEP'))}
+    if options["placement"] == 'REPLACE':
+        active = context.view_layer.objects.active
+        if active is None:
+            raise tasks.ValidationError("placement", "select the object to replace.")
+        options["replace"] = active.name
+    elif options["placement"] == 'CURSOR':
+        options["placement"] = 'AT'
+        options["location"] = list(context.scene.cursor.location)
+    return options
+
+
+def start_job(context, opts):
+    """Validate, capture or convert the inputs, and submit: everything before any
+    credit is spent. Raises ModelStreamError (ValidationError, ConfigError) on bad input."""
+    placement = import_options(context, opts)
+    opts, workdir = inputs.gather(context, opts)
+    try:
+        body = tasks.build_task(opts)
+        client = preferences.make_client(context)
+    except errors.ModelStreamError:
+        inputs.discard(workdir)
+        raise
+    return submit(context, client, body, workdir, placement)
 
 
 def submit(context, client, body, owned="", import_options=None):

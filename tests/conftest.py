@@ -108,9 +108,17 @@ def addon(built_zip):
     result = bpy.ops.extensions.package_install_files(
         filepath=built_zip, repo="user_default", enable_on_install=True)
     assert result == {'FINISHED'}
-    import importlib
+    return InstalledAddon()
 
-    return importlib.import_module(ADDON)
+
+class InstalledAddon:
+    """`addon.runtime`, `addon.api`...: the add-on's modules as currently loaded (disabling
+    and enabling the add-on loads them anew)."""
+
+    def __getattr__(self, name):
+        import importlib
+
+        return importlib.import_module(f"{ADDON}.{name}")
 
 
 @pytest.fixture

@@ -1,0 +1,122 @@
+"""Python API for scripts running inside Blender (GUI or `blender -b`).
+
+    from bl_ext.user_default.modelstream_addon import api
+    result = api.generate(prompt="a wooden chair", face_limit=8000)   # waits, imports
+    print(result.task_id, result.object_name)
+
+    pending = [api.submit(prompt=p) for p in ("a cup", "a lamp")]      # returns at once
+    for result in api.wait(pending):                                  # later
+        print(result.state, result.error or result.object_name)
+
+Options are the operator's (and the API's) names: task_type, prompt, face_limit,
+texture, pbr, image_path, view_front..., placement, size_mode, ... Unset ones take the
+operator's defaults, never the panel's settings, so scripts are reproducible. Bad input
+raises `ValidationError` (a `ModelStreamError`) before anything is sent. In the GUI,
+`submit` never blocks: the result is imported when it arrives. Only `wait`/`generate`
+block, and only when asked to.
+"""
+
+from dataclasses import dataclass
+
+import bpy
+
+from . import preferences, runtime
+from .engine import READY
+from .errors import ModelStreamError, TaskFailedError
+from .properties import OPTION_NAMES
+from .tasks import ValidationError
+
+__all__ = ["Result", "generate", "submit", "wait", "import_task", "status",
+           "ModelStreamError", "ValidationError", "TaskFailedError"]
+
+
+@dataclass
+class Result:
+    """What a job came to. `state` is IMPORTED on success; `error` says why not."""
+
+    job_id: str
+    task_id: str
+    task_type: str
+    state: str
+    error: str
+    object_name: str
+    images: list
+    output_path: str
+
+    @property
+    def ok(self):
+        return self.state == "IMPORTED"
+
+
+def _result(job):
+    return Result(job.id, job.task_id, job.body.get("type", ""), job.state, job.error,
+                  job.imported_as, [name for name, _ in job.images], job.output_path)
+
+
+def _defaults():
+    props = bpy.ops.modelstream.generate.get_rna_type().properties
+    return {name: props[name].default for name in OPTION_NAMES}
+
+
+def _check_online():
+    if not bpy.app.online_access:
+        raise ModelStreamError(
+            "Online access is off: enable Edit > Preferences > System > Network > Allow "
+            "Online Access (or start Blender with --online-mode).")
+
+
+def submit(task_type="text_to_model", *, context=None, **options):
+    """Start a task and return its job id at once; the result is imported when ready
+    (in the GUI by the add-on's timer; headless when you call `wait`)."""
+    _check_online()
+    context = context or bpy.context
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown option; known: {', '.join(OPTION_NAMES)}")
+    opts = {**_defaults(), **options, "task_type": task_type}
+    job = runtime.start_job(context, opts)
+    if not bpy.app.background:
+        runtime.follow(context, job)
+    return job.id
+
+
+def wait(job_ids, *, timeout=None, context=None):
+    """Block until the jobs are done and imported; returns a Result per job, in order."""
+    context = context or bpy.context
+    single = isinstance(job_ids, str)
+    results = []
+    for job_id in [job_ids] if single else list(job_ids):
+        job = runtime.engine().jobs[job_id]
+        runtime.wait(context, job, timeout)
+        if job.state == READY:
+            runtime.import_result(context, job)
+        results.append(_result(job))
+    return results[0] if single else results
+
+
+def generate(task_type="text_to_model", *, timeout=None, context=None, **options):
+    """Submit, wait and import; returns the Result, or raises TaskFailedError."""
+    result = wait(submit(task_type, context=context, **options), timeout=timeout,
+                  context=context)
+    if not result.ok:
+        raise TaskFailedError(result.error or f"The job ended {result.state.lower()}.",
+                              task_id=result.task_id)
+    return result
+
+
+def import_task(task_id, *, wait_for_it=True, timeout=None, context=None):
+    """Import a task started elsewhere with the same key, by its id."""
+    _check_online()
+    context = context or bpy.context
+    job = runtime.attach(context, preferences.make_client(context), task_id.strip())
+    if not wait_for_it:
+        if not bpy.app.background:
+            runtime.follow(context, job, "imported by task id")
+        return job.id
+    return wait(job.id, timeout=timeout, context=context)
+
+
+def status(task_id, *, context=None):
+    """The service's current data for a task (status, progress, output URLs...)."""
+    _check_online()
+    return preferences.make_client(context or bpy.context).get_task(task_id.strip())
