@@ -42,6 +42,7 @@ class MODELSTREAM_PT_generate(bpy.types.Panel):
         layout = self.layout
         settings = context.scene.modelstream
         wm = context.window_manager
+        layout.menu("MODELSTREAM_MT_main", text="Menu", icon='DOWNARROW_HLT')
         if not bpy.app.online_access:
             box = layout.box()
             box.alert = True
@@ -207,6 +208,39 @@ class MODELSTREAM_PT_jobs(bpy.types.Panel):
             row.operator("modelstream.use_result", text="Reference").use = 'REFERENCE'
 
 
+MENU_OPERATORS = (
+    ("modelstream.generate", 'PLAY'), ("modelstream.capture", 'RESTRICT_RENDER_OFF'),
+    ("modelstream.refine_selected", 'MODIFIER'), ("modelstream.import_task", 'IMPORT'),
+    None,
+    ("modelstream.cancel", 'X'), ("modelstream.retry_job", 'FILE_REFRESH'),
+    ("modelstream.import_job", 'IMPORT'), ("modelstream.use_result", 'FORWARD'),
+    ("modelstream.copy_task_id", 'COPYDOWN'), ("modelstream.remove_job", 'TRASH'),
+    ("modelstream.clear_finished", 'BRUSH_DATA'),
+    None,
+    ("modelstream.test_connection", 'PLUGIN'),
+)
+
+
+class MODELSTREAM_MT_main(bpy.types.Menu):
+    """Every ModelStream operator, so F3 search finds them all."""
+
+    bl_label = "ModelStream"
+
+    def draw(self, context):
+        layout = self.layout
+        for entry in MENU_OPERATORS:
+            if entry is None:
+                layout.separator()
+            elif entry[0] == "modelstream.use_result":
+                layout.operator_menu_enum(entry[0], "use", icon=entry[1])
+            else:
+                layout.operator(entry[0], icon=entry[1])
+
+
+def _add_menu(self, context):
+    self.layout.menu("MODELSTREAM_MT_main", icon='MESH_MONKEY')
+
+
 class MODELSTREAM_PT_options(bpy.types.Panel):
     bl_label = "Options"
     bl_space_type = 'VIEW_3D'
@@ -242,8 +276,8 @@ class MODELSTREAM_PT_options(bpy.types.Panel):
         layout.prop(settings, "shading")
 
 
-CLASSES = (MODELSTREAM_UL_jobs, MODELSTREAM_PT_generate, MODELSTREAM_PT_options,
-           MODELSTREAM_PT_jobs)
+CLASSES = (MODELSTREAM_MT_main, MODELSTREAM_UL_jobs, MODELSTREAM_PT_generate,
+           MODELSTREAM_PT_options, MODELSTREAM_PT_jobs)
 
 
 def register():
@@ -251,10 +285,12 @@ def register():
     _previews = bpy.utils.previews.new()
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    bpy.types.VIEW3D_MT_add.append(_add_menu)
 
 
 def unregister():
     global _previews
+    bpy.types.VIEW3D_MT_add.remove(_add_menu)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
     bpy.utils.previews.remove(_previews)

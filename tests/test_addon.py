@@ -342,3 +342,15 @@ def test_image_datablock_as_input(blender):
     assert bpy.ops.modelstream.generate(task_type="image_to_model", image_source='IMAGE',
                                         image_name="missing") == {'CANCELLED'}
     assert "missing" in bpy.context.window_manager.modelstream_error
+
+
+def test_every_operator_is_in_the_menu_with_a_tooltip(addon):
+    import bpy
+
+    ids = {f"modelstream.{name}" for name in dir(bpy.ops.modelstream)}
+    listed = {entry[0] for entry in addon.ui.MENU_OPERATORS if entry}
+    assert ids and ids <= listed
+    for op_id in ids:
+        rna = getattr(bpy.ops.modelstream, op_id.split(".")[1]).get_rna_type()
+        assert len(rna.description) > 10, op_id
+    assert addon.ui._add_menu in bpy.types.VIEW3D_MT_add._dyn_ui_initialize()
