@@ -42,6 +42,16 @@ def start():
             print(f"ModelStream: unfinished tasks not resumed: {e}")
     if not bpy.app.background:
         bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
+    bpy.app.handlers.load_post.append(_after_load)
+    if bpy.context.window_manager is not None:
+        sync(bpy.context.window_manager)
+
+
+@bpy.app.handlers.persistent
+def _after_load(_filepath):
+    """A new file brings a new job list to draw: refill it from the engine."""
+    if bpy.context.window_manager is not None:
+        sync(bpy.context.window_manager)
 
 
 def shutdown():
@@ -49,6 +59,8 @@ def shutdown():
     global _engine
     if bpy.app.timers.is_registered(_timer):
         bpy.app.timers.unregister(_timer)
+    if _after_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_after_load)
     if _engine is not None:
         _engine.shutdown()
         _engine = None

@@ -42,7 +42,10 @@ def test_register_unregister_register_leaves_nothing(addon):
     assert not hasattr(bpy.types, "MODELSTREAM_PT_generate")
     assert not hasattr(bpy.types.Scene, "modelstream")
     assert not hasattr(bpy.types.WindowManager, "modelstream_jobs")
-    assert not [t for t in threading.enumerate() if t.name.startswith("modelstream")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("modelstream-")
+                and t.name != "modelstream-call"]
+    assert not [h for h in bpy.app.handlers.load_post if "modelstream" in h.__module__]
+    assert not hasattr(bpy.types, "MODELSTREAM_MT_main")
     addon_utils.enable(ADDON, default_set=True)
     assert hasattr(bpy.types, "MODELSTREAM_OT_generate")
     assert bpy.context.preferences.addons[ADDON].preferences.base_url.startswith("https://")

@@ -194,3 +194,13 @@ def test_python_api(blender, addon, service, tmp_path):
     assert api.status(result.task_id)["status"] == "success"
     imported = api.import_task(result.task_id)
     assert imported.ok and imported.object_name != result.object_name
+
+
+def test_the_job_list_survives_loading_another_file(blender, tmp_path):
+    bpy = blender
+    assert bpy.ops.modelstream.generate(prompt="a vase", face_limit=200) == {'FINISHED'}
+    count = len(bpy.context.window_manager.modelstream_jobs)
+    path = str(tmp_path / "other.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    assert len(bpy.context.window_manager.modelstream_jobs) == count
