@@ -36,7 +36,8 @@ OPTION_NAMES = ("task_type", "prompt", "model_version", "face_limit", "texture",
                 "original_task_id", "extra_params", "image_source", "image_name",
                 "multiview_source", "capture_resolution", "capture_transparent",
                 "only_selected", "render_engine", "orbit_ortho", "orbit_front", "placement",
-                "size_mode", "target_size", "shading")
+                "size_mode", "target_size", "shading", "prompt_front", "prompt_left",
+                "prompt_back", "prompt_right")
 
 
 def _options_mixin(options):
@@ -124,6 +125,14 @@ def _options_mixin(options):
                 ('NEG_Y', "-Y", "Blender's front: the views look from -Y"),
                 ('ACTIVE_LOCAL', "Active Object",
                  "The active object's local -Y is its front")])
+        prompt_front: StringProperty(name="Front", options=options,
+                                     description="Edit for the front view only (optional)")
+        prompt_left: StringProperty(name="Left", options=options,
+                                    description="Edit for the left view only (optional)")
+        prompt_back: StringProperty(name="Back", options=options,
+                                    description="Edit for the back view only (optional)")
+        prompt_right: StringProperty(name="Right", options=options,
+                                     description="Edit for the right view only (optional)")
         placement: EnumProperty(
             name="Place At", default='CURSOR', options=options, items=[
                 ('CURSOR', "3D Cursor", "At the 3D cursor"),

@@ -159,6 +159,12 @@ def build_task(opts):
     elif kind == "edit_multiview_image":
         body["original_task_id"] = _task_id(opts, "original_task_id")
         body["prompt"] = _prompt(opts.get("prompt"))
+        views = [_prompt(opts.get(f"prompt_{v}"), f"prompt_{v}", required=False)
+                 for v in VIEWS]
+        if any(views):
+            # Per-view prompts: upstream's field name is not documented; `prompts`
+            # [front, left, back, right] is our best evidence, extra_params can override.
+            body["prompts"] = views
     if kind in MODEL_TYPES and kind != "refine_model":
         _model_options(opts, body)
     _extra(opts, body)

@@ -80,6 +80,10 @@ class MODELSTREAM_PT_generate(bpy.types.Panel):
                 self._draw_views(layout, settings)
         if kind == "edit_multiview_image":
             col.prop(settings, "original_task_id")
+            sub = layout.column(align=True)
+            sub.label(text="Per-view edits (optional):")
+            for view in ("front", "left", "back", "right"):
+                sub.prop(settings, f"prompt_{view}")
         if kind == "refine_model":
             col.prop(settings, "draft_model_task_id")
         if inputs.capture_wanted(settings):

@@ -217,6 +217,7 @@ def test_multiview_image_chain_into_a_model(blender):
     assert sorted(i["modelstream_view"] for i in views) == ["back", "front", "left", "right"]
     first = views[0]["modelstream_task_id"]
     assert bpy.ops.modelstream.generate(task_type="edit_multiview_image", prompt="paint it red",
+                                        prompt_back="add a door",
                                         original_task_id=first) == {'FINISHED'}
     edited = task_images(bpy, "edit_multiview_image")[0]["modelstream_task_id"]
     assert bpy.ops.modelstream.generate(task_type="multiview_to_model",

@@ -178,3 +178,30 @@ def test_truncated_download_gives_up_and_leaves_no_file(service, tmp_path):
     with pytest.raises(errors.DownloadError, match="cut short"):
         client.download(data["output"]["model"], str(tmp_path / "m.glb"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_network_settings_are_checked_before_sending(tmp_path):
+    with pytest.raises(errors.ConfigError, match="Proxy URL"):
+        ModelStreamClient(KEY, "http://127.0.0.1:1", proxy="custom", proxy_url="proxy:3128")
+    with pytest.raises(errors.ConfigError, match="CA bundle"):
+        ModelStreamClient(KEY, "http://127.0.0.1:1", ca_bundle=str(tmp_path / "none.pem"))
+    (tmp_path / "empty.pem").write_text("nothing here")
+    with pytest.raises(errors.ConfigError, match="no PEM"):
+        ModelStreamClient(KEY, "http://127.0.0.1:1", ca_bundle=str(tmp_path / "empty.pem"))
+
+
+def test_no_proxy_setting_ignores_proxy_environment(service, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    direct = ModelStreamClient(KEY, service.url, proxy="none")
+    assert "accepted" in direct.check()
+    through = ModelStreamClient(KEY, service.url, proxy="custom",
+                                proxy_url="http://127.0.0.1:9", max_retries=0)
+    with pytest.raises(errors.ConnectionFailedError):
+        through.check()
+
+
+def test_check_reports_a_bad_key_without_creating_a_task(service):
+    with pytest.raises(errors.AuthenticationError):
+        ModelStreamClient("sk-nope", service.url).check()
+    assert service.stats()["tasks_created"] == 0

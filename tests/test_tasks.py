@@ -101,6 +101,9 @@ def test_other_types_and_extra_params():
                     "image_seed": 3}
     body = tasks.build_task({"task_type": "edit_multiview_image", "original_task_id": "m",
                              "prompt": "make it red"})
-    assert body["original_task_id"] == "m"
+    assert body["original_task_id"] == "m" and "prompts" not in body
+    body = tasks.build_task({"task_type": "edit_multiview_image", "original_task_id": "m",
+                             "prompt": "make it red", "prompt_back": "add a door"})
+    assert body["prompts"] == ["", "", "add a door", ""]
     assert tasks.output_kind("generate_multiview_image") == "multiview"
     assert tasks.image_fields({"task_type": "text_to_model", "image_path": "x"}) == ()
