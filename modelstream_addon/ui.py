@@ -31,12 +31,17 @@ def _wrapped(layout, context, text, icon='NONE'):
         col.label(text=line, icon=icon if i == 0 else 'BLANK1')
 
 
-class MODELSTREAM_PT_generate(bpy.types.Panel):
-    bl_idname = "MODELSTREAM_PT_generate"
-    bl_label = "ModelStream"
+class SidebarPanel:
+    """The ModelStream tab of the 3D viewport's sidebar."""
+
     bl_space_type = 'VIEW_3D'
     bl_region_type = 'UI'
     bl_category = "ModelStream"
+
+
+class MODELSTREAM_PT_generate(SidebarPanel, bpy.types.Panel):
+    bl_idname = "MODELSTREAM_PT_generate"
+    bl_label = "ModelStream"
 
     def draw(self, context):
         layout = self.layout
@@ -166,11 +171,8 @@ class MODELSTREAM_UL_jobs(bpy.types.UIList):
         row.label(text=f"{runtime.elapsed(item):.0f} s")
 
 
-class MODELSTREAM_PT_jobs(bpy.types.Panel):
+class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
     bl_label = "Jobs"
-    bl_space_type = 'VIEW_3D'
-    bl_region_type = 'UI'
-    bl_category = "ModelStream"
     bl_parent_id = "MODELSTREAM_PT_generate"
 
     def draw(self, context):
@@ -245,11 +247,8 @@ def _add_menu(self, context):
     self.layout.menu("MODELSTREAM_MT_main", icon='MESH_MONKEY')
 
 
-class MODELSTREAM_PT_options(bpy.types.Panel):
+class MODELSTREAM_PT_options(SidebarPanel, bpy.types.Panel):
     bl_label = "Options"
-    bl_space_type = 'VIEW_3D'
-    bl_region_type = 'UI'
-    bl_category = "ModelStream"
     bl_parent_id = "MODELSTREAM_PT_generate"
     bl_options = {'DEFAULT_CLOSED'}
 
