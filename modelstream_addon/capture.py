@@ -257,12 +257,15 @@ def _framed_camera(scene, frame):
 def _view_camera(scene, space, crop):
     """A camera that sees what the view sees; `crop` keeps the middle of a wider view."""
     r3d = space.region_3d
-    r3d.update()  # background mode never redraws, so a script's view change is not applied
     obj = _camera(scene)
     data = obj.data
     data.lens = space.lens
     data.sensor_width = VIEW_SENSOR * crop
-    matrix = r3d.view_matrix.inverted()
+    # Built from the view's own location, rotation and distance, as Blender does when it
+    # redraws: background mode never redraws, so `view_matrix` can be stale, and
+    # `region_3d.update()` crashes bpy on a file opened with its UI.
+    matrix = (Matrix.Translation(r3d.view_location) @ r3d.view_rotation.to_matrix().to_4x4()
+              @ Matrix.Translation((0.0, 0.0, r3d.view_distance)))
     if r3d.view_perspective == 'ORTHO':
         data.type = 'ORTHO'
         data.ortho_scale = r3d.view_distance * VIEW_SENSOR / space.lens * crop
