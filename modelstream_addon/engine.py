@@ -43,6 +43,8 @@ FAILED_STATUSES = {
 }
 CANCEL_NOTE = ("Stopped waiting. The service has no cancel endpoint: the task may still "
                "finish and be charged.")
+# Updates that only redraw the UI: the history is rewritten for everything else.
+VOLATILE = frozenset(("progress", "message", "status", "queuing_num", "running_left_time"))
 LOST_NOTE = ("Blender stopped before the service confirmed this task, so it was not sent "
              "again (no double charge). It may exist: check your ModelStream task list and "
              "use Import Task by ID.")
@@ -95,12 +97,14 @@ class Engine:
         self.max_download = max_download
         self.max_history = max_history
         self.jobs = {}
+        self._records = {}
         self._cancels = {}
         self._events = queue.Queue()
         self._slots = threading.Condition()
         self._line = collections.deque()
         self._running = 0
         self._closed = False
+        self._dirty = False
         self._writer = None
         if history_path:
             self._restore(history.load(history_path))
@@ -115,7 +119,7 @@ class Engine:
         whoever imports the result."""
         job = Job(body=copy.deepcopy(body), owned=owned,
                   import_options=dict(import_options or {}))
-        self.jobs[job.id] = job
+        self._add(job)
         self._start(job, self._create_and_follow, client, job.body, transport)
         self._prune()
         return job
@@ -124,7 +128,7 @@ class Engine:
         """Follow a task created elsewhere (same key): poll, download, ready to import."""
         job = Job(body={"type": ""}, task_id=task_id, message="Looking up the task",
                   import_options=dict(import_options or {}))
-        self.jobs[job.id] = job
+        self._add(job)
         self._start(job, self._follow, client, task_id, "")
         self._prune()
         return job
@@ -133,6 +137,7 @@ class Engine:
         """Fresh URLs and a new download for a finished task whose files are gone."""
         job = self.jobs[job_id]
         job.state, job.message, job.error, job.finished = DOWNLOADING, "Fetching again", "", 0
+        self._touch(job)
         self._start(job, self._follow, client, job.task_id, job.body.get("type", ""))
         self._save()
 
@@ -142,6 +147,7 @@ class Engine:
                    if not j.done and j.task_id and j.id not in self._cancels]
         for job in resumed:
             job.message = "Resumed after a restart"
+            self._touch(job)
             self._start(job, self._follow, client, job.task_id, job.body.get("type", ""))
         return resumed
 
@@ -170,6 +176,7 @@ class Engine:
         """Forget a job (cancelling it first) and delete its cached files."""
         self.cancel(job_id)
         job = self.jobs.pop(job_id, None)
+        self._records.pop(job_id, None)
         if job is not None and delete_files:
             _delete(job.files())
         self._save()
@@ -201,8 +208,7 @@ class Engine:
                 break
             if self._apply(job_id, update, save=False):
                 changed[job_id] = self.jobs[job_id]
-        if changed:
-            self._save()
+        self._save_if_dirty()
         return list(changed.values())
 
     def wait(self, job_id, timeout=None):
@@ -240,17 +246,31 @@ class Engine:
             job.images = [tuple(pair) for pair in job.images]
             if not job.done and not job.task_id:
                 job.state, job.error, job.message = FAILED, LOST_NOTE, LOST_NOTE
-            self.jobs[job.id] = job
+            self._add(job)
+
+    def _add(self, job):
+        self.jobs[job.id] = job
+        self._touch(job)
+
+    def _touch(self, job):
+        """A new record for a changed job; the others' records are reused as they are."""
+        self._records[job.id] = history.record_of(job)
 
     def _save(self):
+        self._dirty = False
         if self._writer is not None:
-            self._writer.save([history.record_of(j) for j in self.jobs.values()])
+            self._writer.save(list(self._records.values()))
+
+    def _save_if_dirty(self):
+        if self._dirty:
+            self._save()
 
     def _prune(self):
         """Keep the history bounded: the oldest finished jobs go, with their files."""
         finished = sorted((j for j in self.jobs.values() if j.done), key=lambda j: j.created)
         for job in finished[:max(0, len(self.jobs) - self.max_history)]:
             self.jobs.pop(job.id)
+            self._records.pop(job.id, None)
             _delete(job.files())
         self._save()
 
@@ -262,8 +282,11 @@ class Engine:
             setattr(job, key, value)
         if job.done and not job.finished:
             job.finished = time.time()
+        if not VOLATILE.issuperset(update):
+            self._touch(job)
+            self._dirty = True
         if save:
-            self._save()
+            self._save_if_dirty()
         return True
 
     def _start(self, job, step, *args):

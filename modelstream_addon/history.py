@@ -13,6 +13,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 
 VERSION = 1
 FIELDS = ("id", "task_id", "state", "status", "message", "error", "transport",
@@ -40,13 +41,14 @@ def load(path):
     return [r for r in data["jobs"] if isinstance(r, dict) and r.get("id")]
 
 
-def write_atomic(path, records):
+def write_text_atomic(path, text):
+    """Replace `path` with `text`: temp file, fsync, rename."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": VERSION, "jobs": records}, f, indent=1)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -56,11 +58,25 @@ def write_atomic(path, records):
         raise
 
 
-class HistoryWriter:
-    """Coalesces snapshots and writes the newest one on its own thread."""
+def _document(texts):
+    jobs = ",\n".join(texts)
+    return f'{{"version": {VERSION}, "jobs": [\n{jobs}\n]}}\n'
 
-    def __init__(self, path):
+
+def write_atomic(path, records):
+    write_text_atomic(path, _document(json.dumps(r, indent=1) for r in records))
+
+
+class HistoryWriter:
+    """Writes the newest snapshot on its own thread, at most every `interval` seconds.
+
+    Records are never changed once handed over (the engine makes a new one per change),
+    so a record seen before reuses its JSON text: a write encodes only what changed."""
+
+    def __init__(self, path, interval=0.5):
         self.path = path
+        self.interval = interval
+        self._texts = {}
         self._queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="modelstream-history",
                                         daemon=True)
@@ -68,6 +84,16 @@ class HistoryWriter:
 
     def save(self, records):
         self._queue.put(records)
+
+    def _encode(self, records):
+        texts = {}
+        for record in records:
+            cached = self._texts.get(record["id"])
+            if cached is None or cached[0] is not record:
+                cached = (record, json.dumps(record, indent=1))
+            texts[record["id"]] = cached
+        self._texts = texts
+        return _document(text for _, text in texts.values())
 
     def _loop(self):
         stop = False
@@ -80,9 +106,11 @@ class HistoryWriter:
             if not records:
                 continue
             try:
-                write_atomic(self.path, records[-1])
+                write_text_atomic(self.path, self._encode(records[-1]))
             except OSError as e:
                 print(f"ModelStream: could not write the job history: {e}")
+            if not stop:
+                time.sleep(self.interval)
 
     def close(self):
         """Flush what is pending and stop."""

@@ -386,6 +386,34 @@ def make_glb(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
     ))
 
 
+def pad_glb(data: bytes, size: int) -> bytes:
+    """The same GLB grown to at least `size` bytes, for download tests: zeros appended to its
+    BIN chunk and counted in buffers[0].byteLength (no view uses them), so it stays a valid
+    glTF that any importer reads. A GLB already that large comes back unchanged."""
+    magic, version, _ = struct.unpack_from("<4sII", data)
+    json_len, json_type = struct.unpack_from("<I4s", data, 12)
+    if magic != b"glTF" or version != 2 or json_type != b"JSON":
+        raise ValueError("not a GLB 2.0 with its JSON chunk first")
+    doc = json.loads(data[20:20 + json_len])
+    bin_at = 20 + json_len
+    bin_len, bin_type = struct.unpack_from("<I4s", data, bin_at)
+    if bin_type != b"BIN\0" or doc.get("buffers", [{}])[0].get("uri") is not None:
+        raise ValueError("the GLB has no BIN chunk for buffer 0")
+    extra = size - len(data)
+    if extra <= 0:
+        return data
+    extra += -extra % 4
+    doc["buffers"][0]["byteLength"] = bin_len + extra
+    json_chunk = _pad(json.dumps(doc, separators=(",", ":")).encode(), b" ")
+    bin_chunk = data[bin_at + 8:bin_at + 8 + bin_len]
+    total = 12 + 8 + len(json_chunk) + 8 + bin_len + extra
+    return b"".join((
+        struct.pack("<4sII", b"glTF", 2, total),
+        struct.pack("<I4s", len(json_chunk), b"JSON"), json_chunk,
+        struct.pack("<I4s", bin_len + extra, b"BIN\0"), bin_chunk, bytes(extra),
+    ))
+
+
 # --- input images: what the relay accepts, and what can be reused as a texture ---------------
 
 IMAGE_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

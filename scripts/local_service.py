@@ -5,7 +5,8 @@ upstream upload endpoint), walks every task through queued -> running -> success
 and serves procedural GLB / FBX models and PNG images from its own file "CDN". Control
 endpoints under /_local/ inject the failures a real service shows (slow replies, 429 / 500,
 dropped connections, failed or unknown tasks, concurrency limits, truncated or corrupt
-downloads, expired URLs) and switch optional features off. Standard library only.
+downloads, expired URLs), pad the next task's GLB to a size (`{"pad_glb_mb": 100}`, for
+download benchmarks) and switch optional features off. Standard library only.
 
     python scripts/local_service.py [--host 127.0.0.1] [--port 0] [--key KEY ...]
                                     [--latency SECONDS] [--delay SECONDS] [--verbose]
@@ -65,7 +66,8 @@ FETCH_TIMEOUT = 5.0
 FETCH_ERROR_CODE = 1004  # a task whose input URL cannot be used failed on an invalid parameter
 QUEUED_SHARE = 0.2  # of the latency, before the task starts running
 COUNTED_FAULTS = ("fail_create", "fail_get", "truncate_download", "corrupt_glb", "expire_url")
-HIT_COUNTERS = COUNTED_FAULTS + ("next_status", "slow_get", "unknown_for", "max_in_flight")
+HIT_COUNTERS = COUNTED_FAULTS + ("next_status", "slow_get", "unknown_for", "max_in_flight",
+                                  "pad_glb_mb")
 RESETS = ("reset", "reset_before", "reset_after")
 _TASK_GET = re.compile(re.escape(TASK_PATH) + r"/([^/]+)")
 _FILE = re.compile(r"/files/([^/]+)/([^/]+)")
@@ -174,6 +176,7 @@ class Task:
     final_status: str = "success"
     error: dict | None = None
     unknown_for: float = 0.0  # seconds of status "unknown" before the lifecycle starts
+    pad_to: int = 0  # bytes its GLB is padded up to (a pad_glb_mb fault), for big downloads
     images: list = field(default_factory=list)  # the sources' bytes once resolved
     ready: threading.Event = field(default_factory=threading.Event)
     files: dict = field(default_factory=dict)
@@ -514,6 +517,9 @@ class LocalService:
             unknown = self.take_fault("unknown_for")
             if unknown:
                 task.unknown_for = unknown["seconds"]
+            pad = self.take_fault("pad_glb_mb")
+            if pad:
+                task.pad_to = pad["bytes"]
             self._tasks[task.task_id] = task
             self._tasks_created += 1
             self._max_seen = max(self._max_seen, flying + 1)
@@ -611,8 +617,8 @@ class LocalService:
         picture = texture and local_assets.embeddable_texture(self._front_image(task))
         if name.endswith(".fbx"):
             return {name: local_assets.make_fbx(seed, task.faces, texture, picture or None)}
-        return {name: local_assets.make_glb(seed, task.faces, texture, task.pbr,
-                                            picture or None)}
+        glb = local_assets.make_glb(seed, task.faces, texture, task.pbr, picture or None)
+        return {name: local_assets.pad_glb(glb, task.pad_to) if task.pad_to else glb}
 
     def _front_image(self, task: Task) -> bytes | None:
         """The picture a model wears: its (front) input image, or its multiview's front view."""
@@ -639,6 +645,7 @@ class LocalService:
             raise RequestError("faults must be a JSON object", None)
         unknown = set(body) - {"reset", "delay", "slow", "slow_get", "count", "next_status",
                                "error_code", "error_msg", "unknown_for", "max_in_flight",
+                               "pad_glb_mb",
                                "upload", "data_urls", "multiview_output", *COUNTED_FAULTS}
         if unknown:
             name = sorted(unknown)[0]
@@ -656,6 +663,10 @@ class LocalService:
             raise RequestError("'count' goes with 'slow_get'", "count")
         if "unknown_for" in body:
             updates["unknown_for"] = {"count": 1, "seconds": _seconds(body, "unknown_for")}
+        if "pad_glb_mb" in body:
+            megabytes = _seconds(body, "pad_glb_mb", "a non-negative number of MiB")
+            updates["pad_glb_mb"] = {"count": 1 if megabytes else 0,
+                                     "bytes": int(megabytes * 1024 * 1024)}
         if "next_status" in body:
             status = body["next_status"]
             if not isinstance(status, str) or not status:
@@ -701,10 +712,10 @@ class LocalService:
                              if fault["count"] > 0}
 
 
-def _seconds(body: dict, name: str) -> float:
+def _seconds(body: dict, name: str, what: str = "a non-negative number of seconds") -> float:
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise RequestError(f"'{name}' must be a non-negative number of seconds", name)
+        raise RequestError(f"'{name}' must be {what}", name)
     return value
 
 
