@@ -35,7 +35,7 @@ _CODE_CLASSES = {
     2000: errors.RateLimitError,
     2001: errors.NotFoundError,
     2008: errors.ContentPolicyError,
-    2009: errors.InvalidRequestError,
+    2009: errors.PromptCharactersError,
     2010: errors.PaymentRequiredError,
 }
 _STATUS_CLASSES = {

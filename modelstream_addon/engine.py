@@ -380,9 +380,13 @@ class Engine:
         post(state=READY, progress=100, message="Ready to import", **result)
 
     def _poll_delay(self, data, attempt):
+        """max(poll_min, left / 2), as the official SDK polls; near the end, when that
+        would poll again just before the finish, wait for the predicted finish instead."""
         left = data.get("running_left_time")
         if isinstance(left, (int, float)) and left > 0:
-            return min(self.poll_max, max(self.poll_min, left / 2))
+            if left <= 2 * self.poll_min:
+                return max(self.poll_min, left)
+            return min(self.poll_max, left / 2)
         return min(self.poll_max, self.poll_min * (1.5 ** attempt))
 
     def _poll(self, client, task_id, cancel, post):

@@ -104,6 +104,11 @@ class ReadTimeoutError(ModelStreamError):
     hint = "The service is slow to answer: try again, or raise the read timeout."
 
 
+class PromptCharactersError(InvalidRequestError):
+    hint = ("The prompt has characters the service does not accept: remove emoji and "
+            "special symbols and try again.")
+
+
 class ContentPolicyError(ModelStreamError):
     hint = "The prompt or image was refused by the content policy: change it and try again."
 

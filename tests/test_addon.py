@@ -358,3 +358,34 @@ def test_every_operator_is_in_the_menu_with_a_tooltip(addon):
         rna = getattr(bpy.ops.modelstream, op_id.split(".")[1]).get_rna_type()
         assert len(rna.description) > 10, op_id
     assert addon.ui._add_menu in bpy.types.VIEW3D_MT_add._dyn_ui_initialize()
+
+
+def test_oversized_and_undersized_images_are_fixed_or_refused_before_sending(
+        blender, addon, service, tmp_path):
+    bpy = blender
+    inputs = addon.inputs
+    wide = bpy.data.images.new("wide", 6400, 40)
+    wide.filepath_raw = str(tmp_path / "wide.png")
+    wide.file_format = 'PNG'
+    wide.save()
+    bpy.data.images.remove(wide)
+    workdir = str(tmp_path / "work")
+    import os
+
+    os.makedirs(workdir)
+    fixed = inputs.prepare_file(str(tmp_path / "wide.png"), "image_path", workdir)
+    from modelstream_addon import imagefile
+
+    fmt, width, height = imagefile.sniff(fixed)
+    assert fmt == "png" and width == 6000 and height == 37
+    tiny = bpy.data.images.new("tiny", 12, 12)
+    tiny.filepath_raw = str(tmp_path / "tiny.bmp")
+    tiny.file_format = 'BMP'
+    tiny.save()
+    bpy.data.images.remove(tiny)
+    before = scene_state(bpy)
+    assert bpy.ops.modelstream.generate(task_type="image_to_model",
+                                        image_path=str(tmp_path / "tiny.bmp")) == {'CANCELLED'}
+    assert "12x12" in bpy.context.window_manager.modelstream_error
+    assert scene_state(bpy) == before
+    assert service.stats()["requests"].get("upload", 0) == 0

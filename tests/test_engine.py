@@ -80,6 +80,8 @@ def test_poll_delay_follows_running_left_time(engine):
     slow = engine_mod.Engine("unused", poll_min=2.0, poll_max=30.0)
     assert slow._poll_delay({"running_left_time": 10}, 0) == 5.0
     assert slow._poll_delay({"running_left_time": 1}, 0) == 2.0
+    assert slow._poll_delay({"running_left_time": 3}, 0) == 3.0
+    assert slow._poll_delay({"running_left_time": 5}, 0) == 2.5
     assert slow._poll_delay({"running_left_time": 600}, 0) == 30.0
     assert slow._poll_delay({"running_left_time": -1}, 0) == 2.0
     assert slow._poll_delay({}, 3) == pytest.approx(6.75)
