@@ -328,7 +328,9 @@ def loaded_addon():
 
 @contextlib.contextmanager
 def online_access():
-    """Turn on Allow Online Access for this run (never saved), unless told to stay offline."""
+    """A real Blender must be allowed online by its user (--online-mode or the
+    preference): the CLI never overrides that choice. The bpy wheel has no user
+    preferences, so there the CLI turns it on for this run only (never saved)."""
     import bpy
 
     system = bpy.context.preferences.system
@@ -337,6 +339,10 @@ def online_access():
         if bpy.app.online_access_override:
             raise UsageError("Blender was started with --offline-mode: run it with "
                              "--online-mode to reach ModelStream.")
+        if EMBEDDED:
+            raise UsageError("Online access is off: run Blender with --online-mode (blender "
+                             "-b --online-mode -P ...), or enable Edit > Preferences > "
+                             "System > Network > Allow Online Access.")
         system.use_online_access = True
         if not bpy.app.online_access:
             raise UsageError("Online access is off and could not be turned on: start "

@@ -318,3 +318,19 @@ def test_import_task_saves_a_task_started_elsewhere(tmp_path, service):
     [empty] = empties(inspect(tmp_path, out)[str(out)])
     assert empty["modelstream_task_id"] == task_id
     assert service.stats()["tasks_created"] == 1
+
+
+def test_blender_style_arguments_after_the_double_dash(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("modelstream_cli_under_test", CLI)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    monkeypatch.setattr(cli, "EMBEDDED", True)
+    monkeypatch.setattr(sys, "argv", ["blender", "-b", "--online-mode", "-P", CLI, "--",
+                                      "status", "T1", "--json"])
+    assert cli.cli_argv() == ["status", "T1", "--json"]
+    args = cli.build_parser().parse_args(cli.cli_argv())
+    assert args.task_id == "T1" and args.json
+    monkeypatch.setattr(sys, "argv", ["blender", "-b", "-P", CLI])
+    assert cli.cli_argv() == []
