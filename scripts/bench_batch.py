@@ -21,7 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from demo import start_service  # noqa: E402
+from demo import start_service  # noqa: E402  (the demo key and latency flag)
 
 GOAL_RATIO = 1.15
 KEY = "sk-local-demo"

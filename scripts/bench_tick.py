@@ -34,7 +34,6 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,6 +48,9 @@ from modelstream_addon import engine as engine_mod  # noqa: E402
 from modelstream_addon import formats, history  # noqa: E402
 from modelstream_addon.client import ModelStreamClient  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import local_service  # noqa: E402
+
 KEY = "sk-bench-0123456789abcdef"
 P99_GOAL_MS = 2.0
 MAX_GOAL_MS = 5.0
@@ -59,14 +61,7 @@ SMALL_PROMPTS = ("a wooden chair", "a red vase", "a donut", "a treasure chest", 
 
 
 def start_service(latency):
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "scripts", "local_service.py"), "--port", "0",
-         "--key", KEY, "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise RuntimeError(f"local service did not start: {line!r}")
-    return proc, line[line.index("http://"):].strip()
+    return local_service.spawn(KEY, "--latency", str(latency))
 
 
 def pct(values, q):

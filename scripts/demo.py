@@ -9,23 +9,20 @@ import argparse
 import math
 import os
 import shutil
-import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 DEMO_KEY = "sk-local-demo"
 
+import local_service  # noqa: E402  (scripts/ is on the path from here on)
+
 
 def start_service(latency):
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "scripts", "local_service.py"), "--port", "0",
-         "--key", DEMO_KEY, "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        sys.exit(f"The local service did not start: {line!r}")
-    return proc, line[line.index("http://"):].strip()
+    try:
+        return local_service.spawn(DEMO_KEY, "--latency", str(latency))
+    except RuntimeError as e:
+        sys.exit(str(e))
 
 
 def frame_and_render(bpy, objects, png_path, engine):

@@ -32,6 +32,7 @@ import re
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -988,6 +989,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data if limit is None else data[:limit])
         self.wfile.flush()
+
+
+def spawn(key: str, *args: str) -> tuple[subprocess.Popen, str]:
+    """Start the service in a child process on a free loopback port: (process, URL).
+    Used by the demo, the tests and the benchmarks."""
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--port", "0",
+                             "--key", key, *args], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        proc.kill()
+        raise RuntimeError(f"the local service did not start: {line!r}")
+    return proc, line[line.index("http://"):].strip()
 
 
 def main(argv: list[str] | None = None) -> int:

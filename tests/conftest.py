@@ -7,7 +7,6 @@ import time, for the whole session.
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -63,14 +62,9 @@ class Service:
 
 
 def start_service(*args):
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "scripts", "local_service.py"), "--port", "0",
-         "--key", KEY, *args], stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise RuntimeError(f"local service did not start: {line!r}")
-    return Service(proc, line[line.index("http://"):].strip())
+    from local_service import spawn
+
+    return Service(*spawn(KEY, *args))
 
 
 @pytest.fixture(scope="session")
