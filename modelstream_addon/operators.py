@@ -104,10 +104,12 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         elif event.type != 'TIMER' or event.timer is not self._timer:
             return {'PASS_THROUGH'}
         runtime.tick(context.window_manager)
-        job = runtime.engine().jobs[self._job_id]
-        if not job.done:
+        job = runtime.engine().jobs.get(self._job_id)
+        if job is not None and not job.done:
             return {'PASS_THROUGH'}
         context.window_manager.event_timer_remove(self._timer)
+        if job is None:  # removed from the jobs list while it ran
+            return {'CANCELLED'}
         return self._finish(context, job)
 
     def execute(self, context):
