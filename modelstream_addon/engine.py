@@ -141,10 +141,14 @@ class Engine:
         self._start(job, self._follow, client, job.task_id, job.body.get("type", ""))
         self._save()
 
+    def unfinished(self):
+        """Jobs from the history whose tasks nobody is following yet."""
+        return [j for j in self.jobs.values()
+                if not j.done and j.task_id and j.id not in self._cancels]
+
     def resume(self, client):
         """Follow again the tasks that were still running when Blender stopped."""
-        resumed = [j for j in self.jobs.values()
-                   if not j.done and j.task_id and j.id not in self._cancels]
+        resumed = self.unfinished()
         for job in resumed:
             job.message = "Resumed after a restart"
             self._touch(job)

@@ -18,6 +18,8 @@ RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
 _auto_import = set()
 _notes = {}
+_resume_pending = False
+_resume_problem = ""
 
 
 def engine():
@@ -34,17 +36,30 @@ def engine():
 
 def start():
     """On enable: load the history, resume unfinished tasks, and tick in the GUI."""
-    eng = engine()
-    if bpy.app.online_access:
-        try:
-            _auto_import.update(job.id for job in eng.resume(preferences.make_client()))
-        except errors.ModelStreamError as e:
-            print(f"ModelStream: unfinished tasks not resumed: {e}")
+    resume()
     if not bpy.app.background:
         bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
     bpy.app.handlers.load_post.append(_after_load)
     if bpy.context.window_manager is not None:
         sync(bpy.context.window_manager)
+
+
+def resume():
+    """Follow again the tasks Blender stopped waiting for; without online access or a key
+    they stay in the history, and the timer (or `wait_all`) tries again later."""
+    global _resume_pending, _resume_problem
+    _resume_pending = bool(engine().unfinished())
+    if not _resume_pending or not bpy.app.online_access:
+        return
+    try:
+        client = preferences.make_client()
+    except errors.ModelStreamError as e:
+        if str(e) != _resume_problem:
+            _resume_problem = str(e)
+            print(f"ModelStream: unfinished tasks wait until this is fixed: {e}")
+        return
+    _auto_import.update(job.id for job in engine().resume(client))
+    _resume_pending = False
 
 
 @bpy.app.handlers.persistent
@@ -67,6 +82,8 @@ def shutdown():
 
 
 def _timer():
+    if _resume_pending and bpy.app.online_access:
+        resume()
     wm = bpy.context.window_manager
     if wm is not None:
         tick(wm)
@@ -227,6 +244,8 @@ def follow(context, job, note=""):
 
 def wait_all(context, timeout=None):
     """Headless: finish every unfinished job and import the resumed ones."""
+    if _resume_pending:
+        resume()
     for job in list(engine().jobs.values()):
         if not job.done:
             wait(context, job, timeout)

@@ -204,3 +204,23 @@ def test_the_job_list_survives_loading_another_file(blender, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=path)
     bpy.ops.wm.open_mainfile(filepath=path)
     assert len(bpy.context.window_manager.modelstream_jobs) == count
+
+
+def test_tasks_wait_for_online_access_to_resume(blender, addon, service):
+    import addon_utils
+
+    bpy = blender
+    job = addon.runtime.start_job(bpy.context, {"task_type": "text_to_model",
+                                                "prompt": "a lantern", "face_limit": 300})
+    while not job.task_id:
+        addon.runtime.engine().wait(job.id, timeout=0.1)
+    addon_utils.disable(ADDON, default_set=True)
+    bpy.context.preferences.system.use_online_access = False
+    addon_utils.enable(ADDON, default_set=True)
+    runtime = addon.runtime
+    restored = runtime.engine().jobs[job.id]
+    assert not restored.done and runtime.engine().unfinished() == [restored]
+    bpy.context.preferences.system.use_online_access = True
+    runtime.wait_all(bpy.context)
+    assert restored.state == "IMPORTED", restored.error
+    assert service.stats()["tasks_created"] == 1
