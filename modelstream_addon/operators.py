@@ -103,8 +103,7 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
             runtime.cancel(context, self._job_id)
         elif event.type != 'TIMER' or event.timer is not self._timer:
             return {'PASS_THROUGH'}
-        runtime.tick(context.window_manager)
-        job = runtime.engine().jobs.get(self._job_id)
+        job = runtime.engine().jobs.get(self._job_id)  # the add-on's timer drains the engine
         if job is not None and not job.done:
             return {'PASS_THROUGH'}
         context.window_manager.event_timer_remove(self._timer)

@@ -1,6 +1,6 @@
 """ModelStream from the command line: generate, batch, import-task and status, headless.
 
-    blender -b -P scripts/modelstream_cli.py -- generate --prompt "a chair" --out chair.blend
+    blender -b --online-mode -P scripts/modelstream_cli.py -- generate --prompt "a chair"
     .venv/bin/python scripts/modelstream_cli.py batch jobs.jsonl --out results/ --jobs 8
 
 Runs in a Blender binary (arguments after `--`) and in the bpy wheel alike. It uses the
@@ -170,7 +170,7 @@ def build_parser():
     parser = Parser(
         prog="modelstream_cli.py", allow_abbrev=False,
         description=__doc__.split("\n\n")[0],
-        epilog="Run as `blender -b -P scripts/modelstream_cli.py -- COMMAND ...` or "
+        epilog="Run as `blender -b --online-mode -P scripts/modelstream_cli.py -- COMMAND ...` or "
                "`python scripts/modelstream_cli.py COMMAND ...` with the bpy module. "
                "`COMMAND --help` lists each command's flags.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
