@@ -2,4 +2,4 @@
 # Build dist/modelstream_addon-<version>.zip with Blender's own extension tool.
 source "$(dirname "$0")/venv.sh"
 cd "$ROOT"
-exec "$PY" scripts/build_extension.py "$@"
+exec "$PY" scripts/dev/build_extension.py "$@"

@@ -2,4 +2,4 @@
 # The README's first command: set up, then generate a model with the local service.
 source "$(dirname "$0")/venv.sh"
 cd "$ROOT"
-exec "$PY" scripts/demo.py "$@"
+exec "$PY" scripts/dev/demo.py "$@"

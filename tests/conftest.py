@@ -16,6 +16,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "dev"))
 
 USER_RESOURCES = tempfile.mkdtemp(prefix="modelstream-blender-user-")
 os.environ["BLENDER_USER_RESOURCES"] = USER_RESOURCES
@@ -62,7 +63,7 @@ class Service:
 
 
 def start_service(*args):
-    from local_service import spawn
+    from local_service.server import spawn
 
     return Service(*spawn(KEY, *args))
 

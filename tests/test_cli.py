@@ -1,4 +1,4 @@
-"""scripts/modelstream_cli.py as a pipeline runs it: a subprocess with its own bpy and its
+"""scripts/cli/modelstream_cli.py as a pipeline runs it: a subprocess with its own bpy and its
 own Blender user folder, against the local service over loopback."""
 
 import ast
@@ -15,7 +15,7 @@ import requests
 
 from tests.conftest import KEY, ROOT, start_service, write_png
 
-CLI = os.path.join(ROOT, "scripts", "modelstream_cli.py")
+CLI = os.path.join(ROOT, "scripts", "cli", "modelstream_cli.py")
 FAST = ["--poll-min", "1"]  # the dev flag's floor: quicker tests, still one poll a second
 
 INSPECT = """

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "local_service.py"
+SCRIPT = ROOT / "scripts" / "local_service"
 KEY = "sk-local-modelstream"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 LATENCY = 1.0
@@ -378,7 +378,7 @@ def _filtered_png(rows: list[bytes], channels: int, colour_type: int) -> bytes:
 def test_png_reader_undoes_every_filter():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        import local_assets
+        from local_service import assets as local_assets
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     rgba = [bytes((x * 37 + y * 11) % 256 for x in range(4 * 25)) for y in range(23)]
@@ -396,7 +396,7 @@ def test_png_reader_undoes_every_filter():
 def test_python_api_in_process():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        from local_service import LocalService
+        from local_service.server import LocalService
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     with LocalService(key="sk-in-process", latency=0) as service:

@@ -1,6 +1,6 @@
 """Time `modelstream_cli.py batch` against the local service: 32 jobs, 8 at once.
 
-Run with `.venv/bin/python scripts/bench_batch.py [--latency 15] [--poll-min 0]`. The CLI
+Run with `.venv/bin/python scripts/dev/bench_batch.py [--latency 15] [--poll-min 0]`. The CLI
 runs as a subprocess, as a pipeline would run it. The ideal is rounds x latency
 (32 / 8 = 4 rounds); the goal is a ratio of at most 1.15 and about one poll per second per
 job. The breakdown says where the rest goes: process start-up (bpy, the add-on), each
@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 from demo import start_service  # noqa: E402  (the demo key and latency flag)
@@ -34,7 +34,7 @@ def run_batch(url, folder, rows, jobs, poll_min):
             f.write(json.dumps({"id": f"job{i:02d}", "prompt": f"a chair, variant {i}",
                                 "face_limit": 5000}) + "\n")
     out = os.path.join(folder, "out")
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", "modelstream_cli.py"), "batch",
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "cli", "modelstream_cli.py"), "batch",
            jobs_file, "--out", out, "--jobs", str(jobs)]
     if poll_min:
         cmd += ["--poll-min", str(poll_min)]

@@ -8,7 +8,7 @@ dropped connections, failed or unknown tasks, concurrency limits, truncated or c
 downloads, expired URLs), pad the next task's GLB to a size (`{"pad_glb_mb": 100}`, for
 download benchmarks) and switch optional features off. Standard library only.
 
-    python scripts/local_service.py [--host 127.0.0.1] [--port 0] [--key KEY ...]
+    python scripts/local_service [--host 127.0.0.1] [--port 0] [--key KEY ...]
                                     [--latency SECONDS] [--delay SECONDS] [--verbose]
                                     [--no-upload] [--no-data-urls] [--max-in-flight N]
                                     [--multiview-output nested|flat]
@@ -44,10 +44,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-if __package__:
-    from . import local_assets
-else:
-    import local_assets
+from . import assets
 
 DEFAULT_KEY = "sk-local-modelstream"
 TASK_PATH = "/tripo/v2/openapi/task"
@@ -125,7 +122,7 @@ def _model_options(body: dict) -> None:
 
 def _check_image(data: bytes, param: str) -> None:
     try:
-        local_assets.check_image(data)
+        assets.check_image(data)
     except ValueError as exc:
         raise RequestError(f"'{param}': {exc}", param) from None
 
@@ -201,8 +198,8 @@ class Task:
         if "face_limit" in self.input:
             return self.input["face_limit"]
         if self.kind == "refine_model":
-            return min(local_assets.MAX_FACES, 2 * self.parent.faces)
-        return local_assets.DEFAULT_FACES
+            return min(assets.MAX_FACES, 2 * self.parent.faces)
+        return assets.DEFAULT_FACES
 
     @property
     def pbr(self) -> bool:
@@ -216,7 +213,7 @@ class Task:
     def outputs(self) -> dict[str, str]:
         """Output key -> file name, for a successful task."""
         if self.kind in MULTIVIEW_IMAGE_TYPES:
-            return {f"{view}_view_url": f"{view}_view.png" for view in local_assets.VIEWS}
+            return {f"{view}_view_url": f"{view}_view.png" for view in assets.VIEWS}
         if self.kind not in MODEL_TYPES:
             return {"generated_image": "generated_image.png"}
         if self.option("quad") is True:
@@ -256,12 +253,12 @@ def _fetch(source: Source) -> bytes:
     request = urllib.request.Request(source.url, headers={"User-Agent": "ModelStreamLocal/1.0"})
     try:
         with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as resp:
-            data = resp.read(local_assets.MAX_IMAGE_BYTES + 1)
+            data = resp.read(assets.MAX_IMAGE_BYTES + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise ValueError(f"could not fetch {source.param}.url {source.url}: {reason}") from None
     try:
-        local_assets.check_image(data)
+        assets.check_image(data)
     except ValueError as exc:
         raise ValueError(f"{source.param}.url {source.url}: {exc}") from None
     return data
@@ -600,26 +597,26 @@ class LocalService:
     def _generate(self, task: Task, name: str) -> dict[str, bytes]:
         seed = task.seed()
         if task.kind in MULTIVIEW_IMAGE_TYPES:
-            colours = dict.fromkeys(local_assets.VIEWS, seed)
+            colours = dict.fromkeys(assets.VIEWS, seed)
             if task.kind == "edit_multiview_image":
                 prompts = task.input.get("prompts") or []
-                for i, view in enumerate(local_assets.VIEWS):
+                for i, view in enumerate(assets.VIEWS):
                     extra = prompts[i] if i < len(prompts) else ""
                     colours[view] = f"{seed}\n{task.input['prompt']}\n{extra}"
-            views = local_assets.render_views(seed, colours)
+            views = assets.render_views(seed, colours)
             return {f"{view}_view.png": png for view, png in views.items()}
         if name == "generated_image.png":
             image = task.images[0] if task.images else None
-            tinted = image and local_assets.tinted_png(image, task.input["prompt"])
-            return {name: tinted or local_assets.render_views(seed, {"front": seed})["front"]}
+            tinted = image and assets.tinted_png(image, task.input["prompt"])
+            return {name: tinted or assets.render_views(seed, {"front": seed})["front"]}
         if name == "rendered_image.png":
-            return {name: local_assets.texture_png(seed)}
+            return {name: assets.texture_png(seed)}
         texture = task.option("texture", True) or task.pbr
-        picture = texture and local_assets.embeddable_texture(self._front_image(task))
+        picture = texture and assets.embeddable_texture(self._front_image(task))
         if name.endswith(".fbx"):
-            return {name: local_assets.make_fbx(seed, task.faces, texture, picture or None)}
-        glb = local_assets.make_glb(seed, task.faces, texture, task.pbr, picture or None)
-        return {name: local_assets.pad_glb(glb, task.pad_to) if task.pad_to else glb}
+            return {name: assets.make_fbx(seed, task.faces, texture, picture or None)}
+        glb = assets.make_glb(seed, task.faces, texture, task.pbr, picture or None)
+        return {name: assets.pad_glb(glb, task.pad_to) if task.pad_to else glb}
 
     def _front_image(self, task: Task) -> bytes | None:
         """The picture a model wears: its (front) input image, or its multiview's front view."""
@@ -879,7 +876,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = parse_multipart(self.headers.get("Content-Type", ""), raw).get("file")
             if data is None:
                 raise ValueError("the multipart field 'file' is required")
-            local_assets.check_image(data)
+            assets.check_image(data)
         except ValueError as exc:
             return self._fail(400, f"'file': {exc}", param="file")
         token = self.service.add_upload(key, data)
@@ -994,8 +991,9 @@ class _Handler(BaseHTTPRequestHandler):
 def spawn(key: str, *args: str) -> tuple[subprocess.Popen, str]:
     """Start the service in a child process on a free loopback port: (process, URL).
     Used by the demo, the tests and the benchmarks."""
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--port", "0",
-                             "--key", key, *args], stdout=subprocess.PIPE, text=True)
+    folder = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen([sys.executable, folder, "--port", "0", "--key", key, *args],
+                            stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if "http://" not in line:
         proc.kill()
@@ -1049,7 +1047,3 @@ def main(argv: list[str] | None = None) -> int:
         pass
     service.stop()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

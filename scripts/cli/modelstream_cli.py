@@ -1,7 +1,7 @@
 """ModelStream from the command line: generate, batch, import-task and status, headless.
 
-    blender -b --online-mode -P scripts/modelstream_cli.py -- generate --prompt "a chair"
-    .venv/bin/python scripts/modelstream_cli.py batch jobs.jsonl --out results/ --jobs 8
+    blender -b --online-mode -P scripts/cli/modelstream_cli.py -- generate --prompt "a chair"
+    .venv/bin/python scripts/cli/modelstream_cli.py batch jobs.jsonl --out results/ --jobs 8
 
 Runs in a Blender binary (arguments after `--`) and in the bpy wheel alike. It uses the
 ModelStream extension when it is installed and enabled, else loads this repository's
@@ -170,8 +170,9 @@ def build_parser():
     parser = Parser(
         prog="modelstream_cli.py", allow_abbrev=False,
         description=__doc__.split("\n\n")[0],
-        epilog="Run as `blender -b --online-mode -P scripts/modelstream_cli.py -- COMMAND ...` or "
-               "`python scripts/modelstream_cli.py COMMAND ...` with the bpy module. "
+        epilog="Run as `blender -b --online-mode -P scripts/cli/modelstream_cli.py -- COMMAND "
+               "...` or "
+               "`python scripts/cli/modelstream_cli.py COMMAND ...` with the bpy module. "
                "`COMMAND --help` lists each command's flags.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -302,7 +303,7 @@ def loaded_addon():
     if name is not None:
         yield Addon(name)
         return
-    sys.path.insert(0, HERE)
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "dev"))
     from build_extension import stage
 
     repos = bpy.context.preferences.extensions.repos

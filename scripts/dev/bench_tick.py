@@ -1,7 +1,7 @@
 """Benchmark "never block the main thread": Engine.tick() while jobs poll and one downloads
 a ~100 MB GLB, then the import overhead of importer.import_model over a plain glTF import.
 
-Run with `.venv/bin/python scripts/bench_tick.py` (about a minute on 2 cores).
+Run with `.venv/bin/python scripts/dev/bench_tick.py` (about a minute on 2 cores).
 
 Part 1 (no bpy): the local service runs as a subprocess on port 0. One text_to_model job
 asks for a 2,000,000-face textured PBR model, padded by the service to ~100 MiB (the
@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 import requests  # noqa: E402
@@ -49,7 +49,7 @@ from modelstream_addon import formats, history  # noqa: E402
 from modelstream_addon.client import ModelStreamClient  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import local_service  # noqa: E402
+from local_service import server as local_service  # noqa: E402
 
 KEY = "sk-bench-0123456789abcdef"
 P99_GOAL_MS = 2.0

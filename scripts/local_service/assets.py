@@ -19,10 +19,7 @@ import struct
 import sys
 import zlib
 
-if __package__:
-    from . import local_fbx
-else:
-    import local_fbx
+from . import fbx
 
 MIN_FACES = 12
 MAX_FACES = 2_000_000
@@ -767,5 +764,5 @@ def make_fbx(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
     """A binary FBX quad model, what upstream returns for quad=true."""
     name, vertices, polygons, normals, uvs = quad_mesh(prompt, face_limit)
     image = (texture_image or texture_png(prompt)) if texture else None
-    return local_fbx.mesh_fbx(name, vertices, polygons, normals, uvs, _palette(prompt)[0],
+    return fbx.mesh_fbx(name, vertices, polygons, normals, uvs, _palette(prompt)[0],
                               image and (image, "jpg" if image_info(image)[0] == "jpeg" else "png"))

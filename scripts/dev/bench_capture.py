@@ -1,6 +1,6 @@
 """Time capture_orbit: four 512 px Workbench views, headless, against the 2 s goal.
 
-Run with `.venv/bin/python scripts/bench_capture.py`. A warm-up run first (it pays for
+Run with `.venv/bin/python scripts/dev/bench_capture.py`. A warm-up run first (it pays for
 starting the renderer), then the median of three.
 """
 
@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 import bpy  # noqa: E402

@@ -11,11 +11,11 @@ import os
 import shutil
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 DEMO_KEY = "sk-local-demo"
 
-import local_service  # noqa: E402  (scripts/ is on the path from here on)
+from local_service import server as local_service  # noqa: E402  (scripts/ is on the path)
 
 
 def start_service(latency):

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import tomllib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGE = os.path.join(ROOT, "modelstream_addon")
 MANIFEST = os.path.join(ROOT, "blender_manifest.toml")
 
