@@ -6,6 +6,9 @@ the HTTP status and our own text only.
 
 from __future__ import annotations
 
+OFFLINE_MESSAGE = ("Online access is off: enable Edit > Preferences > System > Network > "
+                   "Allow Online Access (or start Blender with --online-mode).")
+
 
 class ModelStreamError(Exception):
     """Base error. `retryable` tells the engine whether trying again can help."""

@@ -1,0 +1,58 @@
+"""One job's record and its states: what the engine, the history and the UI share. No bpy."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+WAITING = "WAITING"
+SUBMITTING = "SUBMITTING"
+QUEUED = "QUEUED"
+RUNNING = "RUNNING"
+DOWNLOADING = "DOWNLOADING"
+READY = "READY"
+IMPORTED = "IMPORTED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+FINAL_STATES = (READY, IMPORTED, FAILED, CANCELLED)
+
+CANCEL_NOTE = ("Stopped waiting. The service has no cancel endpoint: the task may still "
+               "finish and be charged.")
+LOST_NOTE = ("Blender stopped before the service confirmed this task, so it was not sent "
+             "again (no double charge). It may exist: check your ModelStream task list and "
+             "use Import Task by ID.")
+
+
+@dataclass
+class Job:
+    """The main thread's view of one job; only `tick()`/`wait()` change it."""
+
+    body: dict
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    state: str = WAITING
+    task_id: str = ""
+    status: str = ""
+    progress: int = 0
+    queuing_num: int = -1
+    running_left_time: float = -1
+    message: str = "Waiting for a free slot"
+    error: str = ""
+    transport: str = ""
+    output_path: str = ""
+    output_format: str = ""
+    images: list = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+    finished: float = 0.0
+    imported_as: str = ""
+    owned: str = ""
+    import_options: dict = field(default_factory=dict)
+
+    @property
+    def done(self):
+        return self.state in FINAL_STATES
+
+    def files(self):
+        """Everything on disk that belongs to this job alone."""
+        return [p for p in [self.output_path, self.owned,
+                            *(path for _, path in self.images)] if p]
