@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import bpy
 
 from . import preferences, runtime
-from .engine import READY
 from .errors import ModelStreamError, TaskFailedError
+from .job import IMPORTED
 from .properties import OPTION_NAMES
 from .tasks import ValidationError
 
@@ -45,7 +45,7 @@ class Result:
 
     @property
     def ok(self):
-        return self.state == "IMPORTED"
+        return self.state == IMPORTED
 
 
 def _result(job):
@@ -58,23 +58,14 @@ def _defaults():
     return {name: props[name].default for name in OPTION_NAMES}
 
 
-def _check_online():
-    if not bpy.app.online_access:
-        raise ModelStreamError(
-            "Online access is off: enable Edit > Preferences > System > Network > Allow "
-            "Online Access (or start Blender with --online-mode).")
-
-
 def submit(task_type="text_to_model", *, context=None, **options):
     """Start a task and return its job id at once; the result is imported when ready
     (in the GUI by the add-on's timer; headless when you call `wait`)."""
-    _check_online()
     context = context or bpy.context
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
         raise ValidationError(unknown[0], f"unknown option; known: {', '.join(OPTION_NAMES)}")
-    opts = {**_defaults(), **options, "task_type": task_type}
-    job = runtime.start_job(context, opts)
+    job = runtime.start_job(context, {**_defaults(), **options, "task_type": task_type})
     if not bpy.app.background:
         runtime.follow(context, job)
     return job.id
@@ -86,10 +77,10 @@ def wait(job_ids, *, timeout=None, context=None):
     single = isinstance(job_ids, str)
     results = []
     for job_id in [job_ids] if single else list(job_ids):
-        job = runtime.engine().jobs[job_id]
-        runtime.wait(context, job, timeout)
-        if job.state == READY:
-            runtime.import_result(context, job)
+        job = runtime.job(job_id)
+        if job is None:
+            raise ValidationError("job_id", f"no job {job_id!r} in this session's list.")
+        runtime.outcome(context, runtime.wait(context, job, timeout))
         results.append(_result(job))
     return results[0] if single else results
 
@@ -106,9 +97,8 @@ def generate(task_type="text_to_model", *, timeout=None, context=None, **options
 
 def import_task(task_id, *, wait_for_it=True, timeout=None, context=None):
     """Import a task started elsewhere with the same key, by its id."""
-    _check_online()
     context = context or bpy.context
-    job = runtime.attach(context, preferences.make_client(context), task_id.strip())
+    job = runtime.attach(context, task_id)
     if not wait_for_it:
         if not bpy.app.background:
             runtime.follow(context, job, "imported by task id")
@@ -118,5 +108,5 @@ def import_task(task_id, *, wait_for_it=True, timeout=None, context=None):
 
 def status(task_id, *, context=None):
     """The service's current data for a task (status, progress, output URLs...)."""
-    _check_online()
+    runtime.check_online()
     return preferences.make_client(context or bpy.context).get_task(task_id.strip())

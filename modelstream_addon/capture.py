@@ -17,8 +17,9 @@ import bpy
 import numpy as np
 from mathutils import Color, Matrix, Vector
 
+from .tasks import VIEWS
+
 NAME = "ModelStream Capture"
-VIEWS = ("front", "left", "back", "right")
 # Object types a render shows; lights, cameras and empties alone are nothing to capture.
 TYPES = {'MESH', 'CURVE', 'SURFACE', 'META', 'FONT', 'CURVES', 'POINTCLOUD', 'VOLUME',
          'GREASEPENCIL', 'GPENCIL'}

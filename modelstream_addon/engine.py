@@ -74,6 +74,14 @@ class Engine:
 
     # Main thread --------------------------------------------------------------------
 
+    def configure(self, *, max_concurrent=None, max_download=None, max_history=None):
+        if max_concurrent is not None:
+            self.max_concurrent = max_concurrent
+        if max_download is not None:
+            self.max_download = max_download
+        if max_history is not None:
+            self.max_history = max_history
+
     def submit(self, client, body, transport="auto", owned="", import_options=None):
         """Start a job for a validated body; returns at once. `transport` says how local
         images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'; `owned` is

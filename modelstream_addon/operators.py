@@ -7,13 +7,12 @@ leaves the scene as it was.
 
 import concurrent.futures
 import os
-import sys
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import errors, importer, inputs, preferences, runtime, tasks
-from .engine import (
+from . import errors, importer, inputs, runtime, tasks
+from .job import (
     CANCELLED,
     DOWNLOADING,
     FAILED,
@@ -26,15 +25,32 @@ from .engine import (
 )
 from .properties import OPTION_NAMES, OperatorOptions
 
-OFFLINE = ("Online access is off: enable Edit > Preferences > System > Network > "
-           "Allow Online Access (or start Blender with --online-mode)")
-
 
 def online_poll(cls):
     if not bpy.app.online_access:
-        cls.poll_message_set(OFFLINE)
+        cls.poll_message_set(errors.OFFLINE_MESSAGE)
         return False
     return True
+
+
+def fail(operator, context, message, shown_in="modelstream_error"):
+    """The one way an operator fails: an ERROR report (a RuntimeError for a script, as from
+    Blender's own importers), the reason kept where the UI shows it, and {'CANCELLED'}."""
+    setattr(context.window_manager, shown_in, message)
+    operator.report({'ERROR'}, message)
+    return {'CANCELLED'}
+
+
+def modal_step(event_type, event_value, our_timer, job):
+    """What Generate's modal handler does with one event: 'CANCEL' (Esc: stop waiting),
+    'WAIT' (let the event through), 'GONE' (the job was removed) or 'FINISH' (final)."""
+    if event_type == 'ESC' and event_value == 'PRESS':
+        return 'CANCEL'
+    if event_type != 'TIMER' or not our_timer:
+        return 'WAIT'
+    if job is None:
+        return 'GONE'
+    return 'FINISH' if job.done else 'WAIT'
 
 
 class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
@@ -55,34 +71,14 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         return {name: getattr(self if self.properties.is_property_set(name) else settings,
                               name) for name in OPTION_NAMES}
 
-    def _start(self, context):
-        return runtime.start_job(context, self._options(context))
-
-    def _fail(self, context, message, job=None):
-        if job is not None:
-            runtime.finish(context, job, error=message)
-        else:
-            context.window_manager.modelstream_error = message
-        if bpy.app.background:
-            print(f"ModelStream: {message}", file=sys.stderr)
-            self.report({'WARNING'}, message)
-        else:
-            self.report({'ERROR'}, message)
-        return {'CANCELLED'}
-
     def _finish(self, context, job):
         if job.state == CANCELLED:
             self.report({'WARNING'}, job.message)
             return {'CANCELLED'}
-        if job.state != READY:
-            return self._fail(context, job.error or job.message, job)
-        try:
-            added = importer.add_result(context, job)
-        except importer.ImportFailed as e:
-            where = job.output_path or ", ".join(path for _, path in job.images)
-            return self._fail(context, f"{e} (task {job.task_id}; files kept at {where})", job)
-        runtime.finish(context, job, object_name=added)
-        self.report({'INFO'}, f"ModelStream: added {added} (task {job.task_id})")
+        problem = runtime.outcome(context, job)
+        if problem:
+            return fail(self, context, problem)
+        self.report({'INFO'}, f"ModelStream: added {job.imported_as} (task {job.task_id})")
         return {'FINISHED'}
 
     def invoke(self, context, event):
@@ -90,34 +86,33 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
             return self.execute(context)
         context.window_manager.modelstream_error = ""
         try:
-            self._job_id = self._start(context).id
+            self._job_id = runtime.start_job(context, self._options(context)).id
         except errors.ModelStreamError as e:
-            return self._fail(context, str(e))
+            return fail(self, context, str(e))
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
         return {'RUNNING_MODAL'}
 
     def modal(self, context, event):
-        if event.type == 'ESC' and event.value == 'PRESS':
+        job = runtime.job(self._job_id)  # the add-on's timer drains the engine
+        step = modal_step(event.type, event.value, getattr(event, "timer", None) is self._timer,
+                          job)
+        if step == 'CANCEL':
             runtime.cancel(context, self._job_id)
-        elif event.type != 'TIMER' or event.timer is not self._timer:
-            return {'PASS_THROUGH'}
-        job = runtime.engine().jobs.get(self._job_id)  # the add-on's timer drains the engine
-        if job is not None and not job.done:
+            return {'RUNNING_MODAL'}
+        if step == 'WAIT':
             return {'PASS_THROUGH'}
         context.window_manager.event_timer_remove(self._timer)
-        if job is None:  # removed from the jobs list while it ran
-            return {'CANCELLED'}
-        return self._finish(context, job)
+        return {'CANCELLED'} if step == 'GONE' else self._finish(context, job)
 
     def execute(self, context):
         """Blocking: background mode, and scripts that call the operator directly."""
         context.window_manager.modelstream_error = ""
         try:
-            job = self._start(context)
+            job = runtime.start_job(context, self._options(context))
         except errors.ModelStreamError as e:
-            return self._fail(context, str(e))
+            return fail(self, context, str(e))
         return self._finish(context, runtime.wait(context, job))
 
 
@@ -144,13 +139,11 @@ class MODELSTREAM_OT_capture(bpy.types.Operator):
             captured = inputs.capture_sources(context, opts, workdir)
         except errors.ModelStreamError as e:
             inputs.discard(workdir)
-            context.window_manager.modelstream_error = str(e)
-            self.report({'WARNING' if bpy.app.background else 'ERROR'}, str(e))
-            return {'CANCELLED'}
+            return fail(self, context, str(e))
         inputs.keep_only(workdir)
         context.window_manager.modelstream_error = ""
         if settings.task_type == "multiview_to_model":
-            for view in ("front", "left", "back", "right"):
+            for view in tasks.VIEWS:
                 setattr(settings, f"view_{view}", captured[f"view_{view}"])
             settings.multiview_source = 'FILES'
         else:
@@ -166,7 +159,7 @@ def _job(context, job_id):
         wm = context.window_manager
         if 0 <= wm.modelstream_job_index < len(wm.modelstream_jobs):
             job_id = wm.modelstream_jobs[wm.modelstream_job_index].job_id
-    return runtime.engine().jobs.get(job_id)
+    return runtime.job(job_id)
 
 
 class JobOperator:
@@ -186,10 +179,9 @@ class JobOperator:
             return False
         return True
 
-    def _fail(self, context, message):
-        context.window_manager.modelstream_error = message
-        self.report({'WARNING' if bpy.app.background else 'ERROR'}, message)
-        return {'CANCELLED'}
+    def _follow(self, context, job, note=""):
+        problem = runtime.follow(context, job, note)
+        return fail(self, context, problem) if problem else {'FINISHED'}
 
 
 class MODELSTREAM_OT_cancel(JobOperator, bpy.types.Operator):
@@ -219,17 +211,11 @@ class MODELSTREAM_OT_retry_job(JobOperator, bpy.types.Operator):
         return online_poll(cls) and super().poll(context)
 
     def execute(self, context):
-        job = _job(context, self.job_id)
         try:
-            new = runtime.submit(context, preferences.make_client(context), job.body,
-                                 import_options=job.import_options)
+            new = runtime.submit(context, runtime.again(context, _job(context, self.job_id)))
         except errors.ModelStreamError as e:
-            return self._fail(context, str(e))
-        return self._finish(context, new)
-
-    def _finish(self, context, job):
-        problem = runtime.follow(context, job)
-        return self._fail(context, problem) if problem else {'FINISHED'}
+            return fail(self, context, str(e))
+        return self._follow(context, new)
 
 
 class MODELSTREAM_OT_import_job(JobOperator, bpy.types.Operator):
@@ -243,16 +229,13 @@ class MODELSTREAM_OT_import_job(JobOperator, bpy.types.Operator):
     def execute(self, context):
         job = _job(context, self.job_id)
         if all(os.path.exists(path) for path in job.files() if path != job.owned):
-            problem = runtime.import_result(context, job)
-            return self._fail(context, problem) if problem else {'FINISHED'}
-        if not bpy.app.online_access:
-            return self._fail(context, OFFLINE)
+            problem = runtime.land(context, job)
+            return fail(self, context, problem) if problem else {'FINISHED'}
         try:
-            runtime.engine().refetch(preferences.make_client(context), job.id)
+            runtime.refetch(context, job.id)
         except errors.ModelStreamError as e:
-            return self._fail(context, str(e))
-        problem = runtime.follow(context, job, "fetched again")
-        return self._fail(context, problem) if problem else {'FINISHED'}
+            return fail(self, context, str(e))
+        return self._follow(context, job, "fetched again")
 
 
 class MODELSTREAM_OT_copy_task_id(JobOperator, bpy.types.Operator):
@@ -264,7 +247,7 @@ class MODELSTREAM_OT_copy_task_id(JobOperator, bpy.types.Operator):
     def execute(self, context):
         job = _job(context, self.job_id)
         if not job.task_id:
-            return self._fail(context, "This job has no task id yet.")
+            return fail(self, context, "This job has no task id yet.")
         context.window_manager.clipboard = job.task_id
         self.report({'INFO'}, f"Copied {job.task_id}")
         return {'FINISHED'}
@@ -277,8 +260,7 @@ class MODELSTREAM_OT_remove_job(JobOperator, bpy.types.Operator):
     bl_label = "Remove Job"
 
     def execute(self, context):
-        runtime.engine().remove(_job(context, self.job_id).id)
-        runtime.sync(context.window_manager)
+        runtime.remove(context, _job(context, self.job_id).id)
         return {'FINISHED'}
 
 
@@ -289,8 +271,7 @@ class MODELSTREAM_OT_clear_finished(bpy.types.Operator):
     bl_label = "Clear Finished Jobs"
 
     def execute(self, context):
-        runtime.engine().clear_finished()
-        runtime.sync(context.window_manager)
+        runtime.clear_finished(context)
         return {'FINISHED'}
 
 
@@ -313,15 +294,12 @@ class MODELSTREAM_OT_import_task(bpy.types.Operator):
         return context.window_manager.invoke_props_dialog(self)
 
     def execute(self, context):
-        task_id = self.task_id.strip()
-        if not task_id:
-            return JobOperator._fail(self, context, "task_id: enter the id of a task.")
         try:
-            job = runtime.attach(context, preferences.make_client(context), task_id)
+            job = runtime.attach(context, self.task_id)
         except errors.ModelStreamError as e:
-            return JobOperator._fail(self, context, str(e))
+            return fail(self, context, str(e))
         problem = runtime.follow(context, job, "imported by task id")
-        return JobOperator._fail(self, context, problem) if problem else {'FINISHED'}
+        return fail(self, context, problem) if problem else {'FINISHED'}
 
 
 class MODELSTREAM_OT_use_result(JobOperator, bpy.types.Operator):
@@ -346,7 +324,7 @@ class MODELSTREAM_OT_use_result(JobOperator, bpy.types.Operator):
         wanted = {'REFINE': "model", 'EDIT_VIEWS': "multiview", 'MAKE_MODEL': "multiview",
                   'IMAGE_INPUT': "image", 'REFERENCE': "image"}[self.use]
         if kind != wanted and not (wanted == "image" and kind == "multiview"):
-            return self._fail(context, f"A {kind} result cannot be used for this.")
+            return fail(self, context, f"A {kind} result cannot be used for this.")
         if self.use == 'REFINE':
             settings.task_type, settings.draft_model_task_id = "refine_model", job.task_id
         elif self.use in ('EDIT_VIEWS', 'MAKE_MODEL'):
@@ -410,18 +388,16 @@ class MODELSTREAM_OT_test_connection(bpy.types.Operator):
     def _report(self, context, future):
         try:
             text = future.result()
-            level = 'INFO'
         except errors.ModelStreamError as e:
-            text = f"Failed: {e}"
-            level = 'WARNING' if bpy.app.background else 'ERROR'
+            return fail(self, context, f"Failed: {e}", "modelstream_connection_report")
         context.window_manager.modelstream_connection_report = text
-        self.report({level}, text)
-        return {'FINISHED'} if level == 'INFO' else {'CANCELLED'}
+        self.report({'INFO'}, text)
+        return {'FINISHED'}
 
     def _submit(self, context):
         context.window_manager.modelstream_connection_report = "Testing..."
         try:
-            return runtime.engine().call(preferences.make_client(context).check)
+            return runtime.check_connection(context)
         except errors.ModelStreamError as e:
             future = concurrent.futures.Future()
             future.set_exception(e)

@@ -11,9 +11,17 @@ import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .client import DEFAULT_BASE_URL, ModelStreamClient
+from .errors import OFFLINE_MESSAGE
 
 KEY_ENV = "MODELSTREAM_API_KEY"
 URL_ENV = "MODELSTREAM_BASE_URL"
+
+
+def _engine_setting(_self, context):
+    """Engine settings apply at once, to running and resumed jobs too."""
+    from . import runtime
+
+    runtime.apply_preferences(context)
 
 
 class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
@@ -43,12 +51,13 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
         description="A PEM file of extra certificate authorities (corporate proxies, VPNs). "
         "TLS verification always stays on")
     max_concurrent: IntProperty(
-        name="Jobs at Once", default=4, min=1, max=10,
+        name="Jobs at Once", default=4, min=1, max=10, update=_engine_setting,
         description="At most this many tasks at the service at once; more wait here in order")
     max_history: IntProperty(
-        name="History Size", default=200, min=10, max=5000,
+        name="History Size", default=200, min=10, max=5000, update=_engine_setting,
         description="Finished jobs kept in the history; the oldest go with their files")
     max_download_mb: IntProperty(name="Max Download (MB)", default=512, min=1, max=8192,
+                                 update=_engine_setting,
                                  description="Refuse results larger than this")
 
     def draw(self, context):
@@ -83,8 +92,7 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
         if report:
             box.label(text=report, icon='ERROR' if report.startswith("Failed") else 'CHECKMARK')
         if not bpy.app.online_access:
-            col.label(text="Online access is off: enable it in System > Network.",
-                      icon='ERROR')
+            col.label(text=OFFLINE_MESSAGE, icon='ERROR')
 
 
 def get(context=None):

@@ -16,28 +16,22 @@ from bpy.props import (
     StringProperty,
 )
 
-TASK_TYPE_ITEMS = [
-    ("text_to_model", "Text to Model", "A textured 3D model from a text prompt"),
-    ("image_to_model", "Image to Model", "A 3D model from one image"),
-    ("multiview_to_model", "Multiview to Model",
-     "A 3D model from front/left/back/right images, or from a multiview image task"),
-    ("refine_model", "Refine Model", "A detailed model from an earlier draft model task"),
-    ("text_to_image", "Text to Image", "An image from a text prompt"),
-    ("generate_image", "Generate Image", "An image from a prompt and an optional image"),
-    ("generate_multiview_image", "Multiview Images",
-     "Four views (front, left, back, right) from a prompt or an image"),
-    ("edit_multiview_image", "Edit Multiview Images",
-     "Edit the four views of an earlier multiview image task with a prompt"),
-]
+from . import tasks
 
-OPTION_NAMES = ("task_type", "prompt", "model_version", "face_limit", "texture", "pbr",
-                "texture_quality", "quad", "auto_size", "style", "image_path", "view_front",
-                "view_left", "view_back", "view_right", "draft_model_task_id",
-                "original_task_id", "extra_params", "image_source", "image_name",
-                "multiview_source", "capture_resolution", "capture_transparent",
-                "only_selected", "render_engine", "orbit_ortho", "orbit_front", "placement",
-                "size_mode", "target_size", "shading", "prompt_front", "prompt_left",
-                "prompt_back", "prompt_right")
+_TASK_LABELS = {
+    "text_to_model": ("Text to Model", "A textured 3D model from a text prompt"),
+    "image_to_model": ("Image to Model", "A 3D model from one image"),
+    "multiview_to_model": ("Multiview to Model", "A 3D model from front/left/back/right "
+                           "images, or from a multiview image task"),
+    "refine_model": ("Refine Model", "A detailed model from an earlier draft model task"),
+    "text_to_image": ("Text to Image", "An image from a text prompt"),
+    "generate_image": ("Generate Image", "An image from a prompt and an optional image"),
+    "generate_multiview_image": ("Multiview Images", "Four views (front, left, back, right) "
+                                 "from a prompt or an image"),
+    "edit_multiview_image": ("Edit Multiview Images",
+                             "Edit the four views of an earlier multiview image task"),
+}
+TASK_TYPE_ITEMS = [(name, *_TASK_LABELS[name]) for name in tasks.TASK_TYPES]
 
 
 def _options_mixin(options):
@@ -161,6 +155,7 @@ def _options_mixin(options):
 
 SceneOptions = _options_mixin(set())
 OperatorOptions = _options_mixin({'SKIP_SAVE'})
+OPTION_NAMES = tuple(SceneOptions.__annotations__)  # declared once, above
 
 
 class MODELSTREAM_PG_settings(bpy.types.PropertyGroup, SceneOptions):

@@ -1,23 +1,26 @@
-"""The add-on's one job engine, and its mirror on the WindowManager for the UI.
+"""The add-on's one job engine, the one road from options to the scene, and the job list's
+mirror on the WindowManager.
 
-Only the main thread calls in here: it drains the engine's queue and copies plain job
-data into `WindowManager.modelstream_jobs`, which panels draw. A persistent timer keeps
-draining in the GUI, so jobs resumed after a restart, or started by scripts, still finish
-and import; headless, `wait()` blocks on the same engine instead.
+Every caller (operators, the Python API, the command line, the timer) goes through here:
+`prepare` (validate, capture, build the body: nothing spent yet), `submit`, then `land`
+(the one import of a READY job: placement, note, undo step, history, failure). Only the
+main thread calls in here. A persistent timer drains the engine in the GUI; headless,
+`wait()` blocks on the same engine instead.
 """
 
 import time
+from dataclasses import dataclass, field
 
 import bpy
 
 from . import engine as engine_mod
 from . import errors, importer, inputs, preferences, tasks
+from .job import IMPORTED, READY
 
 TICK_SECONDS = 0.2
 RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
-_auto_import = set()
-_notes = {}
+_auto_import = {}  # job id -> note: jobs this session imports when they become READY
 _resume_pending = False
 _resume_problem = ""
 
@@ -25,13 +28,21 @@ _resume_problem = ""
 def engine():
     global _engine
     if _engine is None:
-        prefs = preferences.get()
         downloads = bpy.utils.extension_path_user(__package__, path="downloads", create=True)
         history = bpy.utils.extension_path_user(__package__, create=True)
-        _engine = engine_mod.Engine(
-            downloads, history_path=f"{history}/history.json",
-            max_concurrent=prefs.max_concurrent, max_history=prefs.max_history)
+        _engine = engine_mod.Engine(downloads, history_path=f"{history}/history.json",
+                                    max_history=preferences.get().max_history)
+        apply_preferences()
     return _engine
+
+
+def apply_preferences(context=None):
+    """The one place preferences reach the engine: at start-up and whenever one changes."""
+    if _engine is None:
+        return
+    prefs = preferences.get(context)
+    _engine.configure(max_concurrent=prefs.max_concurrent, max_history=prefs.max_history,
+                      max_download=prefs.max_download_mb * 1024 * 1024)
 
 
 def start():
@@ -58,7 +69,8 @@ def resume():
             _resume_problem = str(e)
             print(f"ModelStream: unfinished tasks wait until this is fixed: {e}")
         return
-    _auto_import.update(job.id for job in engine().resume(client))
+    for job in engine().resume(client):
+        _auto_import[job.id] = RESUMED_NOTE
     _resume_pending = False
 
 
@@ -89,6 +101,8 @@ def _timer():
         tick(wm)
     return TICK_SECONDS
 
+
+# The job list's mirror -------------------------------------------------------------------
 
 def _item(wm, job_id):
     return next((i for i in wm.modelstream_jobs if i.job_id == job_id), None)
@@ -131,15 +145,54 @@ def _redraw(wm):
 
 
 def tick(wm):
-    """Apply worker results. Never blocks; redraws only when something changed."""
+    """Apply worker results and land the jobs waiting for it. Never blocks."""
     changed = engine().tick()
     for job in changed:
         mirror(wm, job)
-        if job.state == engine_mod.READY and job.id in _auto_import:
-            import_result(bpy.context, job, _notes.pop(job.id, RESUMED_NOTE), push_undo=True)
+        if job.state == READY and job.id in _auto_import:
+            land(bpy.context, job, _auto_import[job.id], push_undo=True)
     if changed or any(not j.done for j in engine().jobs.values()):
         _redraw(wm)
     return changed
+
+
+def jobs():
+    """The engine's jobs, oldest first (for scripts and the command line)."""
+    return list(engine().jobs.values())
+
+
+def job(job_id):
+    return engine().jobs.get(job_id)
+
+
+def remove(context, job_id):
+    """Forget a job and delete its files (stops waiting for it first)."""
+    engine().remove(job_id)
+    sync(context.window_manager)
+
+
+def clear_finished(context):
+    engine().clear_finished()
+    sync(context.window_manager)
+
+
+def cancel(context, job_id):
+    engine().cancel(job_id)
+    found = engine().jobs.get(job_id)
+    if found is not None:
+        mirror(context.window_manager, found)
+
+
+# Start: prepare, then submit ---------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """A task ready to send: everything that can fail before any credit is spent."""
+
+    body: dict
+    client: object
+    workdir: str = ""
+    placement: dict = field(default_factory=dict)
 
 
 def import_options(context, opts):
@@ -158,9 +211,15 @@ def import_options(context, opts):
     return options
 
 
-def start_job(context, opts):
-    """Validate, capture or convert the inputs, and submit: everything before any
-    credit is spent. Raises ModelStreamError (ValidationError, ConfigError) on bad input."""
+def check_online():
+    if not bpy.app.online_access:
+        raise errors.ConfigError(errors.OFFLINE_MESSAGE)
+
+
+def prepare(context, opts):
+    """Validate, capture or convert the inputs and build the body. Raises
+    ModelStreamError (ValidationError, ConfigError) on bad input, leaving nothing behind."""
+    check_online()
     placement = import_options(context, opts)
     opts, workdir = inputs.gather(context, opts)
     try:
@@ -169,27 +228,54 @@ def start_job(context, opts):
     except errors.ModelStreamError:
         inputs.discard(workdir)
         raise
-    return submit(context, client, body, workdir, placement)
+    return Prepared(body, client, workdir, placement)
 
 
-def submit(context, client, body, owned="", import_options=None):
-    """Start a job with the preferences' transport, limits and concurrency."""
-    prefs = preferences.get(context)
-    eng = engine()
-    eng.max_download = prefs.max_download_mb * 1024 * 1024
-    eng.max_concurrent = prefs.max_concurrent
-    job = eng.submit(client, body, prefs.image_transport.lower(), owned, import_options)
+def again(context, old):
+    """A finished job's request, ready to send again (Retry)."""
+    check_online()
+    return Prepared(old.body, preferences.make_client(context),
+                    placement=old.import_options)
+
+
+def submit(context, prepared):
+    """Send a prepared task; returns its job at once."""
+    image_transport = preferences.get(context).image_transport.lower()
+    new = engine().submit(prepared.client, prepared.body, image_transport, prepared.workdir,
+                          prepared.placement)
     sync(context.window_manager)
-    return job
+    return new
 
 
-def attach(context, client, task_id):
-    prefs = preferences.get(context)
-    engine().max_download = prefs.max_download_mb * 1024 * 1024
-    job = engine().attach(client, task_id, {"placement": 'CURSOR'})
+def start_job(context, opts):
+    return submit(context, prepare(context, opts))
+
+
+def attach(context, task_id, placement=None):
+    """Follow a task created elsewhere with the same key."""
+    check_online()
+    task_id = task_id.strip()
+    if not task_id:
+        raise tasks.ValidationError("task_id", "enter the id of a task.")
+    new = engine().attach(preferences.make_client(context), task_id,
+                          placement or {"placement": 'CURSOR'})
     sync(context.window_manager)
-    return job
+    return new
 
+
+def check_connection(context):
+    """Test Connection off the main thread: a Future of the service's answer."""
+    check_online()
+    return engine().call(preferences.make_client(context).check)
+
+
+def refetch(context, job_id):
+    """Fresh URLs and a new download for a finished task whose files are gone."""
+    check_online()
+    engine().refetch(preferences.make_client(context), job_id)
+
+
+# Finish: wait, then land ---------------------------------------------------------------------
 
 def wait(context, job, timeout=None):
     """Block until the job is final: background mode and scripts that ask to wait."""
@@ -198,61 +284,59 @@ def wait(context, job, timeout=None):
     return job
 
 
-def cancel(context, job_id):
-    engine().cancel(job_id)
-    job = engine().jobs.get(job_id)
-    if job is not None:
-        mirror(context.window_manager, job)
-
-
-def finish(context, job, *, error="", object_name="", note=""):
-    """Record the import's outcome on the job and its mirror."""
-    if error:
-        engine().mark_failed(job.id, error)
-    else:
-        engine().mark_imported(job.id, object_name,
-                               f"{object_name}: {note}" if note else None)
-    mirror(context.window_manager, job)
-
-
-def import_result(context, job, note="", push_undo=False):
-    """Import a READY job outside its operator (resumed, import again, by id).
-    Returns the error message, or '' on success."""
-    _auto_import.discard(job.id)
+def land(context, job, note="", push_undo=False):
+    """The one way a READY job reaches the scene. Returns the error message, '' on
+    success; a failed import marks the job FAILED and leaves the scene as it was."""
+    _auto_import.pop(job.id, None)
     try:
         added = importer.add_result(context, job)
     except importer.ImportFailed as e:
-        finish(context, job, error=f"{e} (task {job.task_id})")
-        return str(e)
-    finish(context, job, object_name=added, note=note)
+        where = job.output_path or ", ".join(path for _, path in job.images)
+        message = f"{e} (task {job.task_id}; files kept at {where})"
+        engine().mark_failed(job.id, message)
+        mirror(context.window_manager, job)
+        return message
+    engine().mark_imported(job.id, added, f"{added}: {note}" if note else None)
+    mirror(context.window_manager, job)
     if push_undo and not bpy.app.background:
         bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
     return ""
 
 
+def outcome(context, job, note="", push_undo=False):
+    """A final job in the scene: lands it when READY. Returns '' when it is imported,
+    else why not."""
+    if job.state == READY:
+        return land(context, job, note, push_undo)
+    if job.state == IMPORTED:
+        return ""
+    return job.error or job.message
+
+
 def follow(context, job, note=""):
-    """Import `job` when it is ready: at once headless (blocking), else from the timer."""
+    """Land `job` when it is ready: at once headless (blocking), else from the timer.
+    Returns the error message ('' when imported or still on its way)."""
     if bpy.app.background:
-        wait(context, job)
-        if job.state != engine_mod.READY:
-            return job.error or job.message
-        return import_result(context, job, note)
-    _auto_import.add(job.id)
-    _notes[job.id] = note
+        return outcome(context, wait(context, job), note)
+    _auto_import[job.id] = note
     return ""
 
 
 def wait_all(context, timeout=None):
-    """Headless: finish every unfinished job and import the resumed ones."""
+    """Headless: finish every unfinished job and land the ones this session follows."""
     if _resume_pending:
         resume()
-    for job in list(engine().jobs.values()):
-        if not job.done:
-            wait(context, job, timeout)
-            if job.state == engine_mod.READY and job.id in _auto_import:
-                import_result(context, job, RESUMED_NOTE)
+    for pending in [j for j in engine().jobs.values() if not j.done]:
+        wait(context, pending, timeout)
+        if pending.id in _auto_import:
+            outcome(context, pending, _auto_import[pending.id])
 
 
 def elapsed(item):
     end = item.finished or time.time()
     return max(0.0, end - item.created)
+
+
+def set_poll_floor(seconds):
+    """Dev and benchmarks: how often a task may be polled at most."""
+    engine().poll_min = seconds

@@ -6,8 +6,8 @@ import textwrap
 import bpy
 import bpy.utils.previews
 
-from . import inputs, preferences, runtime
-from .engine import FINAL_STATES
+from . import errors, inputs, preferences, runtime
+from .job import FINAL_STATES
 
 _previews = None
 
@@ -51,8 +51,7 @@ class MODELSTREAM_PT_generate(SidebarPanel, bpy.types.Panel):
         if not bpy.app.online_access:
             box = layout.box()
             box.alert = True
-            _wrapped(box, context, "Online access is off. Enable Edit > Preferences > System "
-                     "> Network > Allow Online Access.", icon='ERROR')
+            _wrapped(box, context, errors.OFFLINE_MESSAGE, icon='ERROR')
         elif not preferences.has_key(context):
             box = layout.box()
             _wrapped(box, context, "No API key: add it in the add-on preferences or set "

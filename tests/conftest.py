@@ -45,6 +45,14 @@ def write_png(path, width=64, height=48, rgb=(200, 120, 40)):
     return str(path)
 
 
+def refused(operator, **kwargs):
+    """Run an operator that must fail: its ERROR report reaches a script as a RuntimeError,
+    as from Blender's own importers. Returns the message."""
+    with pytest.raises(RuntimeError) as info:
+        operator(**kwargs)
+    return str(info.value)
+
+
 class Service:
     """A handle on the local service subprocess: its URL and its control endpoints."""
 

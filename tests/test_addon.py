@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import ADDON, KEY
+from tests.conftest import ADDON, KEY, refused
 
 
 def scene_state(bpy):
@@ -129,11 +129,11 @@ def test_bad_input_and_failures_leave_the_scene_unchanged(
     bpy.ops.mesh.primitive_cube_add()
     before = scene_state(bpy)
     args = {"prompt": "a wooden chair", "face_limit": 1000, **kwargs}
-    assert bpy.ops.modelstream.generate(**args) == {'CANCELLED'}
+    message = refused(bpy.ops.modelstream.generate, **args)
     assert scene_state(bpy) == before
-    err = capfd.readouterr().err
-    assert expect in err
-    assert KEY not in err
+    assert expect in message and KEY not in message
+    printed = capfd.readouterr()
+    assert KEY not in printed.out + printed.err
     wm = bpy.context.window_manager
     shown = wm.modelstream_error or wm.modelstream_jobs[-1].error
     assert expect in shown
@@ -237,7 +237,7 @@ def test_quad_model_arrives_as_fbx(blender):
 
 def test_bad_extra_params_are_refused_before_sending(blender, service):
     bpy = blender
-    assert bpy.ops.modelstream.generate(prompt="a cup", extra_params="{nope") == {'CANCELLED'}
+    refused(bpy.ops.modelstream.generate, prompt="a cup", extra_params="{nope")
     assert "extra_params" in bpy.context.window_manager.modelstream_error
     assert service.stats()["requests"]["create"] == 0
 
@@ -247,7 +247,7 @@ def test_test_connection_checks_key_without_creating_a_task(blender, service, mo
     assert bpy.ops.modelstream.test_connection() == {'FINISHED'}
     assert "accepted" in bpy.context.window_manager.modelstream_connection_report
     monkeypatch.setenv("MODELSTREAM_API_KEY", "sk-wrong")
-    assert bpy.ops.modelstream.test_connection() == {'CANCELLED'}
+    refused(bpy.ops.modelstream.test_connection)
     assert "API key" in bpy.context.window_manager.modelstream_connection_report
     assert service.stats()["tasks_created"] == 0
 
@@ -257,7 +257,7 @@ def test_missing_ca_bundle_is_a_clear_error(blender, addon):
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.ca_bundle = "/no/such/bundle.pem"
     try:
-        assert bpy.ops.modelstream.generate(prompt="a cup") == {'CANCELLED'}
+        refused(bpy.ops.modelstream.generate, prompt="a cup")
         assert "CA bundle" in bpy.context.window_manager.modelstream_error
     finally:
         prefs.ca_bundle = ""
@@ -330,8 +330,8 @@ def test_capture_step_fills_the_inputs_for_review(blender):
 def test_nothing_to_capture_is_a_clear_error(blender, service):
     bpy = blender
     before = scene_state(bpy)
-    assert bpy.ops.modelstream.generate(task_type="multiview_to_model",
-                                        multiview_source='ORBIT') == {'CANCELLED'}
+    refused(bpy.ops.modelstream.generate, task_type="multiview_to_model",
+            multiview_source='ORBIT')
     assert "multiview_source" in bpy.context.window_manager.modelstream_error
     assert scene_state(bpy) == before
     assert service.stats()["requests"]["upload"] == 0
@@ -343,8 +343,8 @@ def test_image_datablock_as_input(blender):
     image.generated_type = 'COLOR_GRID'
     assert bpy.ops.modelstream.generate(task_type="image_to_model", image_source='IMAGE',
                                         image_name="sketch", face_limit=500) == {'FINISHED'}
-    assert bpy.ops.modelstream.generate(task_type="image_to_model", image_source='IMAGE',
-                                        image_name="missing") == {'CANCELLED'}
+    refused(bpy.ops.modelstream.generate, task_type="image_to_model", image_source='IMAGE',
+            image_name="missing")
     assert "missing" in bpy.context.window_manager.modelstream_error
 
 
@@ -384,8 +384,8 @@ def test_oversized_and_undersized_images_are_fixed_or_refused_before_sending(
     tiny.save()
     bpy.data.images.remove(tiny)
     before = scene_state(bpy)
-    assert bpy.ops.modelstream.generate(task_type="image_to_model",
-                                        image_path=str(tmp_path / "tiny.bmp")) == {'CANCELLED'}
+    refused(bpy.ops.modelstream.generate, task_type="image_to_model",
+            image_path=str(tmp_path / "tiny.bmp"))
     assert "12x12" in bpy.context.window_manager.modelstream_error
     assert scene_state(bpy) == before
     assert service.stats()["requests"].get("upload", 0) == 0

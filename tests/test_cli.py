@@ -1,7 +1,6 @@
 """scripts/cli/modelstream_cli.py as a pipeline runs it: a subprocess with its own bpy and its
 own Blender user folder, against the local service over loopback."""
 
-import ast
 import json
 import os
 import signal
@@ -95,22 +94,14 @@ def create_task(url, **body):
     return resp.json()["data"]["task_id"]
 
 
-def option_names():
-    """properties.OPTION_NAMES, read without importing bpy."""
-    with open(os.path.join(ROOT, "modelstream_addon", "properties.py"), encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    return next(ast.literal_eval(node.value) for node in tree.body
-                if isinstance(node, ast.Assign) and node.targets[0].id == "OPTION_NAMES")
-
-
-def test_help_lists_the_commands_and_every_option():
+def test_help_lists_the_commands_and_every_option(addon):
     proc = subprocess.run(cli_command("--help"), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0
     for command in ("generate", "batch", "import-task", "status"):
         assert command in proc.stdout
     generate = subprocess.run(cli_command("generate", "--help"), capture_output=True,
                               text=True, timeout=30).stdout
-    for name in option_names():
+    for name in addon.properties.OPTION_NAMES:
         flag = "--image" if name == "image_path" else "--" + name.replace("_", "-")
         assert flag in generate, name
     for flag in ("--blend", "--out", "--raw", "--api-key-env", "--base-url", "--timeout"):
@@ -326,11 +317,11 @@ def test_blender_style_arguments_after_the_double_dash(monkeypatch):
     spec = importlib.util.spec_from_file_location("modelstream_cli_under_test", CLI)
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    monkeypatch.setattr(cli, "EMBEDDED", True)
+    monkeypatch.setattr(cli.cli_addon, "EMBEDDED", True)
     monkeypatch.setattr(sys, "argv", ["blender", "-b", "--online-mode", "-P", CLI, "--",
                                       "status", "T1", "--json"])
     assert cli.cli_argv() == ["status", "T1", "--json"]
-    args = cli.build_parser().parse_args(cli.cli_argv())
+    args = cli.build_parser({}).parse_args(cli.cli_argv())
     assert args.task_id == "T1" and args.json
     monkeypatch.setattr(sys, "argv", ["blender", "-b", "-P", CLI])
     assert cli.cli_argv() == []

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import ADDON, write_png
+from tests.conftest import ADDON, refused, write_png
 
 
 def data_counts(bpy):
@@ -99,9 +99,8 @@ def test_a_failed_import_leaves_nothing_behind(blender, addon, tmp_path):
     path.write_bytes(struct.pack("<4sII", b"glTF", 2, 20 + len(doc))
                      + struct.pack("<II", len(doc), 0x4E4F534A) + doc)
     before = data_counts(bpy)
-    engine = addon.engine
-    job = engine.Job(body={"type": "text_to_model", "prompt": "broken"}, task_id="t-broken",
-                     state=engine.READY, output_path=str(path), output_format="glb")
+    job = addon.job.Job(body={"type": "text_to_model", "prompt": "broken"}, task_id="t-broken",
+                        state=addon.job.READY, output_path=str(path), output_format="glb")
     with pytest.raises(addon.importer.ImportFailed):
         addon.importer.add_result(bpy.context, job)
     assert data_counts(bpy) == before
@@ -139,12 +138,12 @@ def test_import_task_by_id_and_retry(blender, addon, service):
     assert bpy.ops.modelstream.import_task(task_id=task_id) == {'FINISHED'}
     empty = [o for o in bpy.data.objects if o.get("modelstream_task_id") == task_id][0]
     assert empty["modelstream_prompt"] == "a lighthouse"
-    assert bpy.ops.modelstream.import_task(task_id="no-such-task") == {'CANCELLED'}
+    refused(bpy.ops.modelstream.import_task, task_id="no-such-task")
     wm = bpy.context.window_manager
     failed = wm.modelstream_jobs[-1]
     assert failed.state == "FAILED" and "not found" in failed.error.lower()
     service.faults(next_status="failed")
-    assert bpy.ops.modelstream.generate(prompt="a gate", face_limit=300) == {'CANCELLED'}
+    refused(bpy.ops.modelstream.generate, prompt="a gate", face_limit=300)
     wm.modelstream_job_index = len(wm.modelstream_jobs) - 1
     assert bpy.ops.modelstream.retry_job() == {'FINISHED'}
     assert wm.modelstream_jobs[-1].state == "IMPORTED"

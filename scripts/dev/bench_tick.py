@@ -46,6 +46,7 @@ import requests  # noqa: E402
 
 from modelstream_addon import engine as engine_mod  # noqa: E402
 from modelstream_addon import formats, history  # noqa: E402
+from modelstream_addon import job as job_mod  # noqa: E402
 from modelstream_addon.client import ModelStreamClient  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -78,10 +79,10 @@ def prefill_history(path, count):
     """`count` finished jobs, as a user's history holds them (the add-on keeps 200)."""
     records = []
     for n in range(count):
-        job = engine_mod.Job(body={"type": "text_to_model", "prompt": f"old job {n}",
+        job = job_mod.Job(body={"type": "text_to_model", "prompt": f"old job {n}",
                                    "face_limit": 10000, "texture": True, "pbr": False,
                                    "texture_quality": "standard"},
-                             state=engine_mod.IMPORTED, task_id=f"old-task-{n:05d}",
+                             state=job_mod.IMPORTED, task_id=f"old-task-{n:05d}",
                              status="success", progress=100, message="Imported",
                              output_path=f"/nonexistent/old-{n}.glb", output_format="glb",
                              created=time.time() - 86400 + n, finished=time.time() - 86000 + n,
@@ -197,7 +198,7 @@ def run_engine(args, url, workdir):
             cpu = time.thread_time() - cpu
             end = time.perf_counter()
             ticks.append((start, end - start, len(changed), cpu, sched.wait() - runq))
-            if download_start is None and big.state == engine_mod.DOWNLOADING:
+            if download_start is None and big.state == job_mod.DOWNLOADING:
                 download_start = start
                 for n in range(args.jobs):
                     small.append(eng.submit(client, {
@@ -207,7 +208,7 @@ def run_engine(args, url, workdir):
             if download_end is None and big.done:
                 download_end = start
                 polling_at_end = sum(1 for j in small if j.state in (
-                    engine_mod.SUBMITTING, engine_mod.QUEUED, engine_mod.RUNNING))
+                    job_mod.SUBMITTING, job_mod.QUEUED, job_mod.RUNNING))
             if big.done and small and all(j.done for j in small):
                 break
             if time.monotonic() > deadline:
@@ -220,7 +221,7 @@ def run_engine(args, url, workdir):
         sched.close()
         eng.shutdown()
     wall = time.perf_counter() - begin
-    failed = [j for j in [big, *small] if j.state != engine_mod.READY]
+    failed = [j for j in [big, *small] if j.state != job_mod.READY]
     if failed:
         raise RuntimeError(f"jobs failed: {[(j.state, j.error) for j in failed]}")
 

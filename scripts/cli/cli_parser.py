@@ -1,0 +1,139 @@
+"""The command line's arguments. The task flags come from the generate operator's
+properties, so an option is declared once, in the add-on, and every flag follows it."""
+
+import argparse
+import re
+
+KEY_ENV = "MODELSTREAM_API_KEY"
+URL_ENV = "MODELSTREAM_BASE_URL"
+STATE_FILE = "batch_state.json"
+SUMMARY_FILE = "summary.json"
+MAX_JOBS = 10  # the service's concurrency limit per key
+POLL_FLOOR = 1.0  # never poll a task more often than once a second
+FLAGS = {"image_path": "--image"}  # shorter flags than the option names
+
+
+def _flag(prop):
+    """argparse settings for one operator property."""
+    default = getattr(prop, "default", None)
+    shown = f" (default {default})" if default not in (None, "") else ""
+    kwargs = {"help": (prop.description or prop.name).replace("%", "%%") + shown}
+    if prop.type == 'BOOLEAN':
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif prop.type == 'ENUM':
+        kwargs["choices"] = [item.identifier for item in prop.enum_items]
+    elif prop.type == 'INT':
+        kwargs.update(type=int, metavar="N")
+    elif prop.type == 'FLOAT':
+        kwargs.update(type=float, metavar="X")
+    else:
+        kwargs["metavar"] = "TEXT"
+    return kwargs
+
+
+class UsageError(Exception):
+    """Bad arguments or setup: reported with exit status 2, before any request."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that never echoes something shaped like a key back into logs."""
+
+    KEY_SHAPE = re.compile(r"\bsk-[A-Za-z0-9_-]+")
+
+    def error(self, message):
+        super().error(self.KEY_SHAPE.sub("sk-<hidden>", message))
+
+
+def _positive_jobs(text):
+    value = int(text)
+    if not 1 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be 1-{MAX_JOBS}, got {value}")
+    return value
+
+
+def _poll_min(text):
+    value = float(text)
+    if value < POLL_FLOOR:
+        raise argparse.ArgumentTypeError(f"must be at least {POLL_FLOOR} s, got {value}")
+    return value
+
+
+def build_parser(option_props, description=""):
+    """The command line; the task flags are the operator's properties, one per option."""
+    common = Parser(add_help=False, allow_abbrev=False)
+    common.add_argument("--api-key-env", metavar="NAME", default=KEY_ENV,
+                        help=f"environment variable holding the API key (default {KEY_ENV}); "
+                             "a key is never taken from the command line")
+    common.add_argument("--base-url", metavar="URL",
+                        help=f"ModelStream API address (default ${URL_ENV}, else the add-on "
+                             "preferences)")
+    # Dev only: the engine polls every 2 s at least; benchmarks may go down to 1 s.
+    common.add_argument("--poll-min", type=_poll_min, help=argparse.SUPPRESS)
+    output = Parser(add_help=False, allow_abbrev=False)
+    output.add_argument("--raw", action="store_true",
+                        help="also keep the downloaded GLB/FBX (images for image tasks) "
+                             "next to the .blend")
+
+    parser = Parser(
+        prog="modelstream_cli.py", allow_abbrev=False,
+        description=description,
+        epilog="Run as `blender -b --online-mode -P scripts/cli/modelstream_cli.py -- COMMAND "
+               "...` or "
+               "`python scripts/cli/modelstream_cli.py COMMAND ...` with the bpy module. "
+               "`COMMAND --help` lists each command's flags.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = commands.add_parser(
+        "generate", parents=[common, output], allow_abbrev=False,
+        help="run one task and save the result as a .blend",
+        description="Run one task and save the result as a .blend. Without --blend the "
+                    "model goes into an empty scene; with --blend into a copy of that file "
+                    "(the input is never overwritten), which is also what VIEWPORT, "
+                    "RENDER, IMAGE and ORBIT captures look at.")
+    gen.add_argument("--blend", metavar="FILE", help="open this .blend first")
+    gen.add_argument("--out", default=".", metavar="PATH",
+                     help="a .blend path, or a directory for <task_id>.blend (default: .)")
+    gen.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="stop waiting after this long (the task may still finish: "
+                          "import it later with import-task)")
+    task = gen.add_argument_group("task options (the operator's; unset ones take its "
+                                  "defaults)")
+    for name, prop in option_props.items():
+        task.add_argument(FLAGS.get(name, "--" + name.replace("_", "-")), dest=name,
+                          default=None, **_flag(prop))
+
+    batch = commands.add_parser(
+        "batch", parents=[common, output], allow_abbrev=False,
+        help="run many tasks from a JSON Lines or CSV file, resumably",
+        description="Run one task per row of a JSON Lines or CSV file. Columns/keys are the "
+                    "operator's option names (task_type or type, prompt, face_limit, "
+                    "texture, image_path, view_front, placement, ...), plus an optional "
+                    "`id` naming the outputs (default: the row number). Writes "
+                    f"DIR/<id>.blend per row, DIR/{SUMMARY_FILE} and DIR/{STATE_FILE}. "
+                    "Rerunning the same command resumes: finished rows are skipped and "
+                    "tasks already created are fetched, never created again.")
+    batch.add_argument("file", metavar="FILE", help="jobs: .jsonl (one JSON object a line) "
+                                                    "or .csv (a header row)")
+    batch.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    batch.add_argument("--jobs", type=_positive_jobs, default=4, metavar="N",
+                       help=f"tasks at the service at once, 1-{MAX_JOBS} (default 4)")
+    batch.add_argument("--resubmit-uncertain", action="store_true",
+                       help="send again rows that were being sent when an earlier run "
+                            "stopped (they may have been created and charged already)")
+
+    imp = commands.add_parser("import-task", parents=[common, output], allow_abbrev=False,
+                              help="save a finished (or running) task's result as a .blend")
+    imp.add_argument("task_id", metavar="TASK_ID")
+    imp.add_argument("--out", default=".", metavar="PATH",
+                     help="a .blend path, or a directory for <task_id>.blend (default: .)")
+    imp.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="stop waiting for a running task after this long")
+
+    status = commands.add_parser("status", parents=[common], allow_abbrev=False,
+                                 help="print a task's state")
+    status.add_argument("task_id", metavar="TASK_ID")
+    status.add_argument("--json", action="store_true",
+                        help="print the service's task data as JSON")
+    return parser
+
+
