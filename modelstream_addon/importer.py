@@ -126,7 +126,7 @@ def load_images(images, *, task_id, task_type, keep=True):
         for view, path in images:
             image = bpy.data.images.load(path, check_existing=False)
             loaded.append(image)
-            image.name = f"{task_type}_{task_id[:8]}_{view}"
+            image.name = tasks.safe_name(f"{task_type}_{task_id[:8]}_{view}", 60)
             image["modelstream_task_id"] = task_id
             image["modelstream_view"] = view
             image.pack()
@@ -159,7 +159,7 @@ def add_reference(context, path, task_id):
     image = bpy.data.images.load(path, check_existing=True)
     image["modelstream_task_id"] = task_id
     image.pack()
-    empty = bpy.data.objects.new(f"Reference {task_id[:8]}", None)
+    empty = bpy.data.objects.new(tasks.safe_name(f"Reference {task_id[:8]}"), None)
     empty.empty_display_type = 'IMAGE'
     empty.data = image
     empty.empty_display_size = 2.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.parse
 
 from . import imagefile
@@ -127,8 +128,21 @@ def _extra(opts, body):
     body.update(extra)
 
 
+def _check_text(opts):
+    """Text that cannot be encoded (a lone surrogate from a script) would fail after the
+    task was paid for, and poison the history: refuse it first."""
+    for name, value in opts.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(name, "contains invalid Unicode (a lone surrogate); "
+                                      "type the text again.") from None
+
+
 def build_task(opts):
     """Return the JSON body for one task from a dict of options (operator properties)."""
+    _check_text(opts)
     kind = opts.get("task_type") or "text_to_model"
     if kind not in TASK_TYPES:
         raise ValidationError("task_type", f"must be one of {', '.join(TASK_TYPES)}, "
@@ -188,7 +202,15 @@ def output_kind(task_type):
     return "image" if task_type in IMAGE_TYPES else "multiview"
 
 
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def safe_name(text, limit=48):
+    """Text from a prompt or the service, fit for a datablock name: no control characters
+    or lone surrogates, whitespace collapsed, short (Blender keeps 63 bytes)."""
+    return " ".join(_UNSAFE.sub(" ", str(text)).split())[:limit]
+
+
 def describe(body):
     """A short human label for a job, e.g. for the Empty's name."""
-    text = body.get("prompt") or body.get("type", "model").replace("_", " ")
-    return " ".join(text.split())[:48]
+    return safe_name(body.get("prompt") or str(body.get("type") or "model").replace("_", " "))

@@ -3,6 +3,7 @@ and the files a run writes."""
 
 import json
 import os
+import re
 import shutil
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -83,13 +84,18 @@ def resolve_paths(addon, options, base):
 
 
 def out_path(out, task_id):
-    """`--out` is a .blend file, or a directory to hold <task_id>.blend."""
+    """`--out` is a .blend file, or a directory to hold <task_id>.blend. A task id is the
+    service's text, never a path: only its safe characters name the file, inside `out`."""
     out = os.path.abspath(out)
     if out.lower().endswith(".blend"):
         os.makedirs(os.path.dirname(out), exist_ok=True)
         return out
     os.makedirs(out, exist_ok=True)
-    return os.path.join(out, f"{task_id}.blend")
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", str(task_id)).strip("._")[:100] or "task"
+    path = os.path.join(out, f"{stem}.blend")
+    if os.path.dirname(os.path.realpath(path)) != os.path.realpath(out):
+        raise OSError(f"refusing to write outside {out}")
+    return path
 
 
 def save_result(addon, job, blend, raw):
