@@ -23,7 +23,8 @@ _TASK_LABELS = {
     "image_to_model": ("Image to Model", "A 3D model from one image"),
     "multiview_to_model": ("Multiview to Model", "A 3D model from front/left/back/right "
                            "images, or from a multiview image task"),
-    "refine_model": ("Refine Model", "A detailed model from an earlier draft model task"),
+    "refine_model": ("Refine Model", "A detailed model from an earlier draft model task. "
+                     "Retired in Tripo's API v3: the service may refuse it"),
     "text_to_image": ("Text to Image", "An image from a text prompt"),
     "generate_image": ("Generate Image", "An image from a prompt and an optional image"),
     "generate_multiview_image": ("Multiview Images", "Four views (front, left, back, right) "
@@ -49,8 +50,9 @@ def _options_mixin(options):
             name="Model Version", options=options,
             description="Model version, e.g. v3.0-20250812; empty uses the service's default")
         face_limit: IntProperty(
-            name="Face Limit", default=10000, soft_min=500, soft_max=200000, options=options,
-            description="Target number of faces of the generated mesh")
+            name="Face Limit", default=10000, soft_min=0, soft_max=200000, options=options,
+            description="Target number of faces of the generated mesh (0 = Auto: the model "
+            "decides, up to 1.5 M faces on newer models)")
         texture: BoolProperty(
             name="Texture", default=True, description="Generate a texture", options=options)
         pbr: BoolProperty(
@@ -59,7 +61,8 @@ def _options_mixin(options):
         texture_quality: EnumProperty(
             name="Texture Quality", default="standard", options=options, items=[
                 ("standard", "Standard", "Standard texture quality"),
-                ("detailed", "Detailed", "Higher-resolution texture, slower")])
+                ("detailed", "Detailed", "Higher-resolution texture, slower"),
+                ("extreme", "Extreme", "The most detailed texture, slowest")])
         quad: BoolProperty(
             name="Quad Mesh", default=False, options=options,
             description="Quad topology instead of triangles (delivered as FBX)")
@@ -67,7 +70,9 @@ def _options_mixin(options):
             name="Auto Size", default=False, options=options,
             description="Scale the model to a plausible real-world size")
         style: StringProperty(
-            name="Style", description="Stylization preset; empty for none", options=options)
+            name="Style", options=options,
+            description="Stylization preset; empty for none. Deprecated upstream: the "
+            "service may refuse it")
         image_path: StringProperty(
             name="Image", subtype='FILE_PATH', options=options,
             description="Input image: a PNG/JPEG/WEBP file (others are converted, large ones "

@@ -224,11 +224,24 @@ def prepare(context, opts):
     opts, workdir = inputs.gather(context, opts)
     try:
         body = tasks.build_task(opts)
+        _check_source(body)
         client = preferences.make_client(context)
     except errors.ModelStreamError:
         inputs.discard(workdir)
         raise
     return Prepared(body, client, workdir, placement)
+
+
+def _check_source(body):
+    """An edited set of views cannot be edited again: refuse it when the history knows."""
+    source = body.get("original_task_id")
+    if body["type"] != "edit_multiview_image" or not source:
+        return
+    known = next((j for j in engine().jobs.values() if j.task_id == source), None)
+    if known is not None and known.body.get("type") == "edit_multiview_image":
+        raise tasks.ValidationError(
+            "original_task_id", "that task is an edit; an edited set cannot be edited again. "
+            "Edit the generate_multiview_image task it came from.")
 
 
 def again(context, old):

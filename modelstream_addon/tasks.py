@@ -22,7 +22,11 @@ IMAGE_TYPES = ("text_to_image", "generate_image")
 MULTIVIEW_IMAGE_TYPES = ("generate_multiview_image", "edit_multiview_image")
 TASK_TYPES = MODEL_TYPES + IMAGE_TYPES + MULTIVIEW_IMAGE_TYPES
 VIEWS = ("front", "left", "back", "right")
-TEXTURE_QUALITIES = ("standard", "detailed")
+TEXTURE_QUALITIES = ("standard", "detailed", "extreme")
+# extra_params may override these (the user's explicit intent wins), never anything else
+# an option sets, and never what names an input.
+OVERRIDABLE = frozenset(("face_limit", "texture", "pbr", "texture_quality"))
+NEVER_EXTRA = frozenset(("type", "file", "files", "prompts"))
 MAX_PROMPT = 1024
 _URL_TYPES = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
 
@@ -45,8 +49,10 @@ def _prompt(value, field="prompt", required=True):
 
 
 def _face_limit(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValidationError("face_limit", f"must be a positive whole number, got {value!r}.")
+    """0 is Auto: the model decides, so nothing is sent."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError("face_limit", "must be a whole number, 0 for Auto (the model "
+                              f"decides), got {value!r}.")
     return value
 
 
@@ -75,7 +81,9 @@ def image_ref(value, field):
 
 def _model_options(opts, body):
     """The mesh options shared by the model-making task types."""
-    body["face_limit"] = _face_limit(opts.get("face_limit", 10000))
+    face_limit = _face_limit(opts.get("face_limit", 10000))
+    if face_limit:
+        body["face_limit"] = face_limit
     texture = bool(opts.get("texture", True))
     pbr = bool(opts.get("pbr", False))
     if pbr and not texture:
@@ -86,14 +94,28 @@ def _model_options(opts, body):
     if quality not in TEXTURE_QUALITIES:
         raise ValidationError("texture_quality",
                               f"must be one of {', '.join(TEXTURE_QUALITIES)}, got {quality!r}.")
-    body["texture_quality"] = quality
+    if texture or pbr:  # upstream refuses a quality without a texture
+        body["texture_quality"] = quality
     for flag in ("quad", "auto_size"):
-        if opts.get(flag):
-            body[flag] = True
+        body[flag] = bool(opts.get(flag, False))
     for text in ("model_version", "style"):
         value = (opts.get(text) or "").strip()
         if value:
             body[text] = value
+
+
+def _view_prompts(opts):
+    """[{view, prompt}] for each view being edited: its own prompt, else the general one."""
+    general = _prompt(opts.get("prompt"), required=False)
+    prompts = []
+    for view in VIEWS:
+        own = _prompt(opts.get(f"prompt_{view}"), f"prompt_{view}", required=False)
+        if own or general:
+            prompts.append({"view": view, "prompt": own or general})
+    if not prompts:
+        raise ValidationError("prompt", "say what to change: a prompt for every view, or "
+                              "one for a single view.")
+    return prompts
 
 
 def _views(opts):
@@ -121,11 +143,37 @@ def _extra(opts, body):
         raise ValidationError("extra_params", f"not valid JSON: {e}.") from None
     if not isinstance(extra, dict):
         raise ValidationError("extra_params", 'must be a JSON object, e.g. {"model_seed": 1}.')
-    clash = sorted(set(extra) & set(body))
+    refused = sorted(set(extra) & NEVER_EXTRA)
+    if refused:
+        raise ValidationError("extra_params", f"{', '.join(refused)} cannot be set here: "
+                              "it comes from the task's own inputs.")
+    clash = sorted(set(extra) & set(body) - OVERRIDABLE)
     if clash:
         raise ValidationError("extra_params", f"{', '.join(clash)} already set by its own "
                               "option; set it there.")
+    if _names_a_local_file(extra):
+        raise ValidationError("extra_params", "must not name a local file; pick images with "
+                              "the image options.")
     body.update(extra)
+
+
+def _names_a_local_file(value):
+    """A `path` key or a file: URL anywhere: the engine must never send a file the user
+    did not pick as an input."""
+    if isinstance(value, dict):
+        return "path" in value or any(_names_a_local_file(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_names_a_local_file(v) for v in value)
+    return isinstance(value, str) and value.strip().lower().startswith("file:")
+
+
+def overrides(opts):
+    """The options extra_params overrides, for the job's details."""
+    try:
+        extra = json.loads((opts.get("extra_params") or "").strip() or "{}")
+    except ValueError:
+        return []
+    return sorted(set(extra) & OVERRIDABLE) if isinstance(extra, dict) else []
 
 
 def _check_text(opts):
@@ -163,22 +211,12 @@ def build_task(opts):
         body["draft_model_task_id"] = _task_id(opts, "draft_model_task_id")
     elif kind == "generate_multiview_image":
         prompt = _prompt(opts.get("prompt"), required=False)
-        image = (opts.get("image_path") or "").strip()
-        if not prompt and not image:
-            raise ValidationError("prompt", "a prompt or an image is required.")
+        body["file"] = image_ref(opts.get("image_path"), "image_path")
         if prompt:
             body["prompt"] = prompt
-        if image:
-            body["file"] = image_ref(image, "image_path")
     elif kind == "edit_multiview_image":
         body["original_task_id"] = _task_id(opts, "original_task_id")
-        body["prompt"] = _prompt(opts.get("prompt"))
-        views = [_prompt(opts.get(f"prompt_{v}"), f"prompt_{v}", required=False)
-                 for v in VIEWS]
-        if any(views):
-            # Per-view prompts: upstream's field name is not documented; `prompts`
-            # [front, left, back, right] is our best evidence, extra_params can override.
-            body["prompts"] = views
+        body["prompts"] = _view_prompts(opts)
     if kind in MODEL_TYPES and kind != "refine_model":
         _model_options(opts, body)
     _extra(opts, body)

@@ -259,12 +259,17 @@ class MODELSTREAM_PT_options(SidebarPanel, bpy.types.Panel):
         if settings.task_type not in ("text_to_model", "image_to_model", "multiview_to_model"):
             layout.prop(settings, "extra_params")
             return
-        layout.prop(settings, "face_limit")
+        if settings.face_limit == 0:  # shown the way Blender shows "0 = no limit"
+            layout.prop(settings, "face_limit", text="Face Limit (Auto)")
+        else:
+            layout.prop(settings, "face_limit")
         layout.prop(settings, "texture")
         row = layout.row()
         row.active = settings.texture
         row.prop(settings, "pbr")
-        layout.prop(settings, "texture_quality")
+        row = layout.row()
+        row.active = settings.texture or settings.pbr  # not sent without a texture
+        row.prop(settings, "texture_quality")
         layout.prop(settings, "quad")
         layout.prop(settings, "auto_size")
         layout.prop(settings, "model_version")
