@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import signal
 import sys
 import time
@@ -76,3 +77,22 @@ def test_cli_options_keys_limits_and_flat_multiview():
     finally:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def test_the_service_never_imports_the_addon():
+    """The double keeps its own copy of the API on purpose: importing the add-on would let a
+    mistake there be mirrored here, and the tests would agree with the bug."""
+    offenders = []
+    for path in sorted((ROOT / "scripts" / "local_service").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value]  # importlib.import_module("modelstream_addon...")
+            else:
+                continue
+            offenders += [f"{path.name}:{node.lineno}" for name in names
+                          if name.split(".")[0] == "modelstream_addon"]
+    assert not offenders, f"scripts/local_service imports the add-on: {offenders}"
