@@ -1,0 +1,257 @@
+"""The HTTP side: routes, authentication, injected faults on the wire, exact replies."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import struct
+import sys
+import time
+import traceback
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from . import faults
+from .api import TASK_PATH, UPLOAD_PATH, RequestError, gateway_error
+from .faults import RESETS
+from .images import check_image
+from .models import corrupt_glb
+from .validation import parse_multipart, validate
+
+if TYPE_CHECKING:
+    from .server import LocalService
+
+MAX_BODY = 30 * 1024 * 1024  # a 20 MB image still fits, as a data URL or an upload
+_TASK_GET = re.compile(re.escape(TASK_PATH) + r"/([^/]+)")
+_FILE = re.compile(r"/files/([^/]+)/([^/]+)")
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    service: LocalService
+
+    def handle_error(self, request, client_address):
+        """A client that hangs up is normal here (tests cut connections on purpose)."""
+        if self.service.verbose or not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ModelStreamLocal/1.0"
+    timeout = 30  # idle keep-alive connections are dropped after this
+
+    @property
+    def service(self) -> LocalService:
+        return self.server.service
+
+    def log_message(self, format, *args):
+        # Request lines only: never headers, so the Authorization header never reaches a log.
+        if self.service.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self):
+        self._dispatch("GET", None)
+
+    def do_POST(self):
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or (length and not length.isdigit()):
+            return self._fail(400, "send the body with a Content-Length", close=True)
+        if int(length or 0) > MAX_BODY:
+            return self._fail(413, "request body too large", close=True)
+        self._dispatch("POST", self.rfile.read(int(length or 0)))
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def _dispatch(self, method: str, raw: bytes | None) -> None:
+        self._sent = False
+        self._drop_reply = False
+        try:
+            path = urlsplit(self.path).path
+            if path.startswith("/_local/"):
+                self._control(method, path, raw)
+            elif path.startswith("/files/") and method == "GET":
+                self._file(path)
+            elif method == "POST" and path == TASK_PATH:
+                self._create(raw)
+            elif method == "POST" and path == UPLOAD_PATH:
+                self._upload(raw)
+            elif method == "GET" and (match := _TASK_GET.fullmatch(path)):
+                self._get(match.group(1))
+            else:
+                self._fail(404, f"no route for {method} {path}", code="not_found")
+        except Exception:
+            traceback.print_exc()
+            if self._sent:
+                self.close_connection = True
+            else:
+                self._send_json(500, gateway_error("local service error", "api_error",
+                                                   "internal_error"))
+
+    def _authenticate(self, kind: str) -> str | None:
+        """Delay and authenticate an API request, then apply a pending fail_<kind> fault.
+
+        Returns the caller's key, or None when the request is already answered. A reset_after
+        fault lets the request do its work and loses the reply instead.
+        """
+        extra = 0.0
+        if kind == "get" and (slow := self.service.faults.take("slow_get")):
+            extra = slow["seconds"]
+        if self.service.delay + extra > 0:
+            time.sleep(self.service.delay + extra)
+        key = self.service.authorized(self.headers.get("Authorization"))
+        if key is None:
+            self._send_json(401, gateway_error("Incorrect API key provided.",
+                                               "authentication_error", "invalid_api_key"))
+            return None
+        fault = self.service.faults.take(f"fail_{kind}") if kind != "upload" else None
+        if fault and fault["status"] == "reset_after":
+            self._drop_reply = True
+        elif fault:
+            self._inject(fault)
+            return None
+        return key
+
+    def _create(self, raw: bytes) -> None:
+        self.service.count_request("create")
+        key = self._authenticate("create")
+        if key is None:
+            return
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            return self._fail(400, "request body is not valid JSON")
+        try:
+            sources, parent = validate(self.service, body, key)
+        except RequestError as exc:
+            return self._fail(400, str(exc), param=exc.param)
+        task = self.service.create_task(body, key, sources, parent)
+        if task is None:
+            return self._send_json(429, {
+                "code": 2000, "message": "concurrency limit",
+                "suggestion": "wait for a queued or running task to finish, then try again"})
+        self._send_json(200, {"code": 0, "data": {"task_id": task.task_id}})
+
+    def _get(self, task_id: str) -> None:
+        self.service.count_request("get")
+        key = self._authenticate("get")
+        if key is None:
+            return
+        task = self.service.get_task(task_id, key)
+        if task is None:
+            return self._send_json(404, {"code": 2001, "message": "task not found",
+                                         "suggestion": "check the task id"})
+        self._send_json(200, {"code": 0, "data": self.service.task_view(task, self._base_url())})
+
+    def _upload(self, raw: bytes) -> None:
+        """Upstream's image upload; a relay that passes only the task endpoints answers 404."""
+        self.service.count_request("upload")
+        if not self.service.settings["upload"]:
+            return self._fail(404, f"no route for POST {UPLOAD_PATH}", code="not_found")
+        key = self._authenticate("upload")
+        if key is None:
+            return
+        try:
+            data = parse_multipart(self.headers.get("Content-Type", ""), raw).get("file")
+            if data is None:
+                raise ValueError("the multipart field 'file' is required")
+            check_image(data)
+        except ValueError as exc:
+            return self._fail(400, f"'file': {exc}", param="file")
+        token = self.service.add_upload(key, data)
+        self._send_json(200, {"code": 0, "data": {"image_token": token}})
+
+    def _file(self, path: str) -> None:
+        """The unauthenticated file host; download faults hit deliverables, not previews."""
+        self.service.count_request("file")
+        match = _FILE.fullmatch(path)
+        task = match and self.service.get_task(match.group(1))
+        found = task and self.service.file_bytes(task, match.group(2))
+        if not found:
+            return self._send(404, b"Not Found", "text/plain")
+        data, content_type = found
+        deliverable = match.group(2) != "rendered_image.png"
+        if deliverable and self.service.faults.take("expire_url"):
+            return self._send(403, b"<Error><Code>AccessDenied</Code>"
+                              b"<Message>Request has expired</Message></Error>",
+                              "application/xml")
+        if content_type == "model/gltf-binary" and self.service.faults.take("corrupt_glb"):
+            data = corrupt_glb(data)
+        if deliverable and self.service.faults.take("truncate_download"):
+            self._send(200, data, content_type, limit=len(data) // 2)
+            self.close_connection = True
+            return
+        self._send(200, data, content_type)
+
+    def _control(self, method: str, path: str, raw: bytes | None) -> None:
+        if not ipaddress.ip_address(self.client_address[0]).is_loopback:
+            return self._fail(403, "control endpoints answer loopback clients only",
+                              code="forbidden")
+        if method == "GET" and path == "/_local/stats":
+            return self._send_json(200, self.service.stats())
+        if method == "POST" and path == "/_local/reset":
+            self.service.reset()
+            return self._send_json(200, {"ok": True})
+        if method == "POST" and path == "/_local/faults":
+            try:
+                self.service.set_faults(json.loads(raw or b"null"))
+            except ValueError as exc:
+                return self._fail(400, f"body is not valid JSON: {exc}")
+            except RequestError as exc:
+                return self._fail(400, str(exc), param=exc.param)
+            stats = self.service.stats()
+            return self._send_json(200, {"ok": True, "delay": stats["delay"],
+                                         "pending_faults": stats["pending_faults"],
+                                         "settings": stats["settings"]})
+        self._fail(404, f"no route for {method} {path}", code="not_found")
+
+    # --- responses -------------------------------------------------------------------------
+
+    def _base_url(self) -> str:
+        """Absolute URLs use the name the client reached us by, as a real host would."""
+        host = self.headers.get("Host", "")
+        return f"http://{host}" if _HOST.fullmatch(host) else self.service.url
+
+    def _drop(self) -> None:
+        """Cut the connection without an answer; linger 0 turns close() into a TCP reset."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self._sent = True
+
+    def _inject(self, fault: dict) -> None:
+        if fault["status"] in RESETS:
+            return self._drop()
+        self._send_json(*faults.reply(fault))
+
+    def _fail(self, status: int, message: str, param: str | None = None,
+              code: str = "invalid_parameter", close: bool = False) -> None:
+        if close:
+            self.close_connection = True
+        self._send_json(status, gateway_error(message, "invalid_request_error", code, param))
+
+    def _send_json(self, status: int, body: dict, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json", headers=headers)
+
+    def _send(self, status: int, data: bytes, content_type: str, headers: dict | None = None,
+              limit: int | None = None) -> None:
+        """Answer with an exact Content-Length; `limit` sends fewer bytes, as a cut download."""
+        if self._drop_reply:
+            return self._drop()
+        self._sent = True
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Tripo-Trace-ID", uuid.uuid4().hex)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data if limit is None else data[:limit])
+        self.wfile.flush()
+

@@ -1,0 +1,180 @@
+"""A task's record and lifecycle: queued, running, then its final status, on a clock."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from .api import (
+    DRAFT_TYPES,
+    FAILED,
+    MODEL_TYPES,
+    MULTIVIEW_IMAGE_TYPES,
+    QUEUED,
+    RUNNING,
+    SUCCESS,
+    UNKNOWN,
+)
+from .images import MAX_IMAGE_BYTES, check_image
+from .render import VIEWS
+from .shapes import DEFAULT_FACES, MAX_FACES
+
+FETCH_TIMEOUT = 5.0
+FETCH_ERROR_CODE = 1004  # a task whose input URL cannot be used failed on an invalid parameter
+QUEUED_SHARE = 0.2  # of the latency, before the task starts running
+
+
+@dataclass
+class Source:
+    """An input image: its bytes when known at create time, else a URL the service fetches."""
+    data: bytes | None = None
+    url: str | None = None
+    param: str = "file"
+
+
+@dataclass
+class Task:
+    task_id: str
+    key: str
+    input: dict
+    created: float  # monotonic, drives the lifecycle
+    create_time: int  # unix seconds, as reported
+    sources: list = field(default_factory=list)  # Source or None (a skipped view)
+    parent: Task | None = None  # the draft, or the multiview image task built on
+    final_status: str = SUCCESS
+    error: dict | None = None
+    unknown_for: float = 0.0  # seconds of status "unknown" before the lifecycle starts
+    pad_to: int = 0  # bytes its GLB is padded up to (a pad_glb_mb fault), for big downloads
+    images: list = field(default_factory=list)  # the sources' bytes once resolved
+    ready: threading.Event = field(default_factory=threading.Event)
+    files: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def kind(self) -> str:
+        return self.input["type"]
+
+    def option(self, name: str, default=None):
+        """A model option; a refine inherits what its draft asked for."""
+        if name in self.input:
+            return self.input[name]
+        if self.kind == "refine_model":
+            return self.parent.option(name, default)
+        return default
+
+    @property
+    def faces(self) -> int:
+        """face_limit, else the default; a refine without one doubles its draft's."""
+        if "face_limit" in self.input:
+            return self.input["face_limit"]
+        if self.kind == "refine_model":
+            return min(MAX_FACES, 2 * self.parent.faces)
+        return DEFAULT_FACES
+
+    @property
+    def pbr(self) -> bool:
+        return self.option("pbr") is True
+
+    @property
+    def model_key(self) -> str:
+        """Upstream names the output after the request: pbr_model when pbr was asked for."""
+        return "pbr_model" if self.pbr else "model"
+
+    def outputs(self) -> dict[str, str]:
+        """Output key -> file name, for a successful task."""
+        if self.kind in MULTIVIEW_IMAGE_TYPES:
+            return {f"{view}_view_url": f"{view}_view.png" for view in VIEWS}
+        if self.kind not in MODEL_TYPES:
+            return {"generated_image": "generated_image.png"}
+        if self.option("quad") is True:
+            return {"model": "model.fbx", "rendered_image": "rendered_image.png"}
+        return {self.model_key: f"{self.model_key}.glb", "rendered_image": "rendered_image.png"}
+
+    def credits(self) -> int:
+        if self.kind not in MODEL_TYPES:
+            return 10 if self.kind in MULTIVIEW_IMAGE_TYPES else 5
+        textured = self.option("texture", True) or self.pbr
+        detailed = self.option("texture_quality") == "detailed"
+        return 10 + 10 * textured + 10 * detailed
+
+    def seed(self) -> str:
+        """What the task's shapes and colours derive from: its prompt, else its inputs."""
+        if self.parent is not None:
+            return self.parent.seed()
+        prompt = self.input.get("prompt")
+        if self.kind not in DRAFT_TYPES[1:] and isinstance(prompt, str) and prompt.strip():
+            return prompt
+        digest = hashlib.sha256()
+        for image in self.images:
+            digest.update(image or b"-")
+        return f"image {digest.hexdigest()[:16]}"
+
+    def in_flight(self, now: float, latency: float) -> bool:
+        return not self.ready.is_set() or now - self.created < self.unknown_for + latency
+
+    def resolve(self) -> None:
+        """Fetch URL inputs; a URL that cannot be used fails the task, as upstream does."""
+        try:
+            self.images = [source and (source.data or fetch(source)) for source in self.sources]
+        except ValueError as exc:
+            self.final_status = FAILED
+            self.error = {"error_code": FETCH_ERROR_CODE, "error_msg": str(exc)}
+        self.ready.set()
+
+    def progress(self, latency: float) -> dict:
+        """Status fields from the time since creation: queued, then running, then final."""
+        elapsed = time.monotonic() - self.created
+        if elapsed < self.unknown_for:
+            return {"status": UNKNOWN, "progress": 0, "queuing_num": -1,
+                    "running_left_time": -1}
+        elapsed -= self.unknown_for
+        queue_end = QUEUED_SHARE * latency
+        if elapsed >= latency and self.ready.is_set():
+            done = self.final_status == SUCCESS
+            return {"status": self.final_status, "progress": 100 if done else 0,
+                    "queuing_num": -1, "running_left_time": -1}
+        if elapsed < queue_end:
+            return {"status": QUEUED, "progress": 0,
+                    "queuing_num": 1 if elapsed < queue_end / 2 else 0, "running_left_time": -1}
+        share = (elapsed - queue_end) / max(latency - queue_end, 1e-9)
+        return {"status": RUNNING, "progress": min(99, int(share * 100)), "queuing_num": -1,
+                "running_left_time": max(1, math.ceil(latency - elapsed))}
+
+    def view(self, latency: float, base_url: str, nested: bool) -> dict:
+        """The task as Tripo's GET returns it; `nested` puts multiview URLs under the type."""
+        state = self.progress(latency)
+        output = {}
+        if state["status"] == SUCCESS:
+            files = f"{base_url}/files/{self.task_id}"
+            output = {key: f"{files}/{name}" for key, name in self.outputs().items()}
+            if self.kind in MULTIVIEW_IMAGE_TYPES and nested:
+                output = {self.kind: output}
+        view = {"task_id": self.task_id, "type": self.kind, "status": state["status"],
+                "input": self.input, "output": output, "progress": state["progress"],
+                "create_time": self.create_time, "queuing_num": state["queuing_num"],
+                "running_left_time": state["running_left_time"],
+                "consumed_credit": self.credits() if state["status"] == SUCCESS else 0}
+        if self.error and state["status"] == self.final_status:
+            view.update(self.error)
+        return view
+
+
+def fetch(source: Source) -> bytes:
+    """Download a task's input image as the real service does; ValueError says what failed."""
+    request = urllib.request.Request(source.url, headers={"User-Agent": "ModelStreamLocal/1.0"})
+    try:
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as resp:
+            data = resp.read(MAX_IMAGE_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ValueError(f"could not fetch {source.param}.url {source.url}: {reason}") from None
+    try:
+        check_image(data)
+    except ValueError as exc:
+        raise ValueError(f"{source.param}.url {source.url}: {exc}") from None
+    return data
