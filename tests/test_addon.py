@@ -209,10 +209,14 @@ def test_text_to_image_leaves_tagged_image_datablocks(blender):
     assert images[0]["modelstream_task_id"] == job.task_id
 
 
-def test_multiview_image_chain_into_a_model(blender):
+def test_multiview_image_chain_into_a_model(blender, service, tmp_path):
+    from tests.conftest import write_png
+
     bpy = blender
     assert bpy.ops.modelstream.generate(task_type="generate_multiview_image",
-                                        prompt="a toy robot") == {'FINISHED'}
+                                        prompt="a toy robot",
+                                        image_path=write_png(tmp_path / "robot.png", 64, 64),
+                                        ) == {'FINISHED'}
     views = task_images(bpy, "generate_multiview_image")
     assert sorted(i["modelstream_view"] for i in views) == ["back", "front", "left", "right"]
     first = views[0]["modelstream_task_id"]
@@ -220,6 +224,11 @@ def test_multiview_image_chain_into_a_model(blender):
                                         prompt_back="add a door",
                                         original_task_id=first) == {'FINISHED'}
     edited = task_images(bpy, "edit_multiview_image")[0]["modelstream_task_id"]
+    created = service.stats()["tasks_created"]
+    message = refused(bpy.ops.modelstream.generate, task_type="edit_multiview_image",
+                      prompt="again", original_task_id=edited)
+    assert "cannot be edited again" in message
+    assert service.stats()["tasks_created"] == created
     assert bpy.ops.modelstream.generate(task_type="multiview_to_model",
                                         original_task_id=edited,
                                         face_limit=700) == {'FINISHED'}

@@ -31,10 +31,8 @@ def _generate(task: Task, name: str) -> dict[str, bytes]:
     if task.kind in MULTIVIEW_IMAGE_TYPES:
         colours = dict.fromkeys(VIEWS, seed)
         if task.kind == "edit_multiview_image":
-            prompts = task.input.get("prompts") or []
-            for i, view in enumerate(VIEWS):
-                extra = prompts[i] if i < len(prompts) else ""
-                colours[view] = f"{seed}\n{task.input['prompt']}\n{extra}"
+            for entry in task.input.get("prompts") or []:
+                colours[entry["view"]] = f"{seed}\n{entry['prompt']}"
         views = render_views(seed, colours)
         return {f"{view}_view.png": png for view, png in views.items()}
     if name == "generated_image.png":

@@ -19,6 +19,7 @@ from .api import (
     RequestError,
 )
 from .images import check_image
+from .render import VIEWS
 from .tasks import Source, Task
 
 
@@ -46,9 +47,12 @@ def _model_options(body: dict) -> None:
     for name in ("texture", "pbr", "quad", "auto_size"):
         if name in body and not isinstance(body[name], bool):
             raise RequestError(f"'{name}' must be a boolean", name)
-    if "texture_quality" in body and body["texture_quality"] not in ("standard", "detailed"):
-        raise RequestError("'texture_quality' must be 'standard' or 'detailed'",
-                           "texture_quality")
+    if "texture_quality" in body:
+        if body["texture_quality"] not in ("standard", "detailed", "extreme"):
+            raise RequestError("'texture_quality' must be 'standard', 'detailed' or 'extreme'",
+                               "texture_quality")
+        if body.get("texture") is False and not body.get("pbr"):
+            raise RequestError("'texture_quality' needs texture or pbr", "texture_quality")
     for name in ("model_version", "style"):
         if name in body and not isinstance(body[name], str):
             raise RequestError(f"'{name}' must be a string", name)
@@ -109,10 +113,13 @@ class _BodyCheck:
         if kind not in TASK_TYPES:
             raise RequestError(f"'type' must be one of: {', '.join(TASK_TYPES)}", "type")
         has_file = body.get("file") is not None
-        prompt_required = kind in ("text_to_model", "text_to_image", "generate_image",
-                                   "edit_multiview_image") or (
-            kind == "generate_multiview_image" and not has_file)
-        _text(body, "prompt", MAX_PROMPT, prompt_required)
+        if kind == "edit_multiview_image" and "prompt" in body:
+            raise RequestError("edit_multiview_image takes per-view 'prompts' "
+                               "[{view, prompt}], not 'prompt'", "prompt")
+        if kind == "generate_multiview_image" and not has_file:
+            raise RequestError("'file' is required: an image to make the views from", "file")
+        _text(body, "prompt", MAX_PROMPT, kind in ("text_to_model", "text_to_image",
+                                                   "generate_image"))
         _text(body, "negative_prompt", 255, False)
         sources, parent = [], None
         if kind == "image_to_model" or (has_file and kind in ("generate_image",
@@ -123,8 +130,9 @@ class _BodyCheck:
         elif kind == "refine_model":
             parent = self._parent(body, "draft_model_task_id", DRAFT_TYPES)
         elif kind == "edit_multiview_image":
-            parent = self._parent(body, "original_task_id", MULTIVIEW_IMAGE_TYPES)
             self._view_prompts(body.get("prompts"))
+            # An edited set cannot be edited again.
+            parent = self._parent(body, "original_task_id", ("generate_multiview_image",))
         if kind in MODEL_TYPES:
             _model_options(body)
         return sources, parent
@@ -197,11 +205,16 @@ class _BodyCheck:
 
     @staticmethod
     def _view_prompts(prompts) -> None:
-        if prompts is None:
-            return
-        if not isinstance(prompts, list) or len(prompts) > 4:
-            raise RequestError("'prompts' must list at most 4 per-view prompts", "prompts")
-        for i, prompt in enumerate(prompts):
-            if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT:
-                raise RequestError(f"'prompts[{i}]' must be a string of at most {MAX_PROMPT} "
-                                   "characters", f"prompts[{i}]")
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            raise RequestError("'prompts' must list 1-4 objects {view, prompt}", "prompts")
+        seen = set()
+        for i, entry in enumerate(prompts):
+            if not isinstance(entry, dict) or entry.get("view") not in VIEWS \
+                    or entry["view"] in seen:
+                raise RequestError(f"'prompts[{i}].view' must be one of {', '.join(VIEWS)}, "
+                                   "each at most once", f"prompts[{i}].view")
+            seen.add(entry["view"])
+            text = entry.get("prompt")
+            if not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT:
+                raise RequestError(f"'prompts[{i}].prompt' must be text of 1-{MAX_PROMPT} "
+                                   "characters", f"prompts[{i}].prompt")

@@ -132,9 +132,21 @@ def test_lifecycle_queued_running_success(url):
     ({"type": "multiview_to_model", "original_task_id": "no-such-task"}, "original_task_id"),
     ({"type": "refine_model"}, "draft_model_task_id"),
     ({"type": "refine_model", "draft_model_task_id": "no-such-task"}, "draft_model_task_id"),
-    ({"type": "generate_multiview_image"}, "prompt"),
-    ({"type": "edit_multiview_image", "prompt": "gold"}, "original_task_id"),
-    ({"type": "edit_multiview_image", "original_task_id": "no-such-task"}, "prompt"),
+    ({"type": "generate_multiview_image", "prompt": "a fox"}, "file"),
+    ({"type": "edit_multiview_image", "prompts": [{"view": "front", "prompt": "gold"}]},
+     "original_task_id"),
+    ({"type": "edit_multiview_image", "original_task_id": "no-such-task",
+      "prompts": [{"view": "front", "prompt": "gold"}]}, "original_task_id"),
+    ({"type": "edit_multiview_image", "original_task_id": "t", "prompt": "gold"}, "prompt"),
+    ({"type": "edit_multiview_image", "original_task_id": "t", "prompts": ["", "gold"]},
+     "prompts[0].view"),
+    ({"type": "edit_multiview_image", "original_task_id": "t", "prompts": []}, "prompts"),
+    ({"type": "edit_multiview_image", "original_task_id": "t",
+      "prompts": [{"view": "top", "prompt": "gold"}]}, "prompts[0].view"),
+    ({"type": "edit_multiview_image", "original_task_id": "t",
+      "prompts": [{"view": "back", "prompt": ""}]}, "prompts[0].prompt"),
+    ({"type": "text_to_model", "prompt": "a cup", "texture": False,
+      "texture_quality": "detailed"}, "texture_quality"),
 ])
 def test_each_type_validates_like_the_relay(url, fields, param):
     resp = post(url, fields)
@@ -151,8 +163,8 @@ def test_references_must_be_finished_tasks_of_the_right_type(url):
     for body, param in (
             ({"type": "refine_model", "draft_model_task_id": image_id}, "draft_model_task_id"),
             ({"type": "refine_model", "draft_model_task_id": model_id}, "draft_model_task_id"),
-            ({"type": "edit_multiview_image", "original_task_id": image_id, "prompt": "gold"},
-             "original_task_id"),
+            ({"type": "edit_multiview_image", "original_task_id": image_id,
+              "prompts": [{"view": "front", "prompt": "gold"}]}, "original_task_id"),
             ({"type": "multiview_to_model", "original_task_id": model_id}, "original_task_id")):
         resp = post(url, body)
         assert resp.status_code == 400 and resp.json()["error"]["param"] == param, resp.text

@@ -114,7 +114,7 @@ def outputs(url):
         "text_to_image": {"type": "text_to_image", "prompt": "a paper crane"},
         "generate_image": {"type": "generate_image", "prompt": "a paper crane", "file": PNG_FILE},
         "multiview_image": {"type": "generate_multiview_image", "prompt": "a tin robot",
-                            "negative_prompt": "blurry"},
+                            "file": PNG_FILE, "negative_prompt": "blurry"},
         "image_to_model": {"type": "image_to_model", "file": PNG_FILE, "face_limit": 600},
         "multiview_to_model": {"type": "multiview_to_model", "face_limit": 600,
                                "files": [PNG_FILE, {}, SIDE_FILE, {}]},
@@ -128,7 +128,8 @@ def outputs(url):
     second = {
         "refine": {"type": "refine_model", "draft_model_task_id": ids["draft"]},
         "edit": {"type": "edit_multiview_image", "original_task_id": original,
-                 "prompt": "make it gold", "prompts": ["", "a red left arm"]},
+                 "prompts": [{"view": view, "prompt": f"make the {view} gold"}
+                             for view in ("front", "left", "back", "right")]},
         "from_views": {"type": "multiview_to_model", "original_task_id": original,
                        "face_limit": 500},
     }

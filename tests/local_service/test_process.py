@@ -55,7 +55,7 @@ def test_cli_options_keys_limits_and_flat_multiview():
         assert upload(base, PNG, key="sk-one").status_code == 404
         refused = post(base, {"type": "image_to_model", "file": PNG_FILE}, key="sk-one")
         assert refused.json()["error"]["param"] == "file.url"
-        first = post(base, {"type": "generate_multiview_image", "prompt": "a fox"}, key="sk-one")
+        first = post(base, {"type": "text_to_image", "prompt": "a fox"}, key="sk-one")
         assert post(base, {"type": "text_to_image", "prompt": "a fox"},
                      key="sk-one").status_code == 429
         other = post(base, {"type": "text_to_image", "prompt": "a fox"}, key="sk-two")
@@ -67,13 +67,32 @@ def test_cli_options_keys_limits_and_flat_multiview():
         time.sleep(0.6)
         resp = requests.get(f"{base}/tripo/v2/openapi/task/{task_id}", timeout=5,
                             headers={"Authorization": "Bearer sk-one"})
-        output = resp.json()["data"]["output"]
-        assert set(output) == {"front_view_url", "left_view_url", "back_view_url",
-                               "right_view_url"}
+        assert resp.json()["data"]["status"] == "success"
         stats = requests.get(f"{base}/_local/stats", timeout=5).json()
         assert stats["settings"] == {"delay": 0.0, "upload": False, "data_urls": False,
                                      "max_in_flight": 1, "multiview_output": "flat"}
         assert stats["max_in_flight_seen"] == 1
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def test_flat_multiview_output():
+    proc, base = launch("--latency", "0.2", "--multiview-output", "flat")
+    try:
+        task_id = post(base, {"type": "generate_multiview_image", "prompt": "a fox",
+                              "file": PNG_FILE}).json()["data"]["task_id"]
+        deadline = time.monotonic() + 10
+        while True:
+            data = requests.get(f"{base}/tripo/v2/openapi/task/{task_id}", timeout=5,
+                                headers={"Authorization": "Bearer sk-local-modelstream"}
+                                ).json()["data"]
+            if data["status"] == "success":
+                break
+            assert time.monotonic() < deadline, f"the task never finished: {data}"
+            time.sleep(0.1)
+        assert set(data["output"]) == {"front_view_url", "left_view_url", "back_view_url",
+                                       "right_view_url"}
     finally:
         proc.kill()
         proc.wait(timeout=5)
