@@ -7,7 +7,7 @@ import time
 import pytest
 
 from modelstream_addon import engine as engine_mod
-from modelstream_addon import worker
+from modelstream_addon import tasks, worker
 from modelstream_addon.client import ModelStreamClient
 from tests.conftest import KEY
 
@@ -141,6 +141,18 @@ def test_data_url_transport_skips_the_upload(service, engine, image):
     job = run(engine, service, image_body(image), transport="data_url")
     assert job.state == engine_mod.READY, job.error
     assert service.stats()["requests"].get("upload", 0) == 0
+
+
+@pytest.mark.parametrize("transport", ["auto", "data_url"])
+def test_an_image_deleted_after_validation_fails_with_its_name(
+        service, engine, image, transport):
+    body = tasks.build_task({"task_type": "image_to_model", "image_path": image})
+    os.remove(image)
+    job = run(engine, service, body, transport)
+    assert job.state == engine_mod.FAILED
+    assert job.error.startswith(f"The image {image} no longer exists"), job.error
+    assert "Unexpected" not in job.error and "Unexpected" not in job.message
+    assert service.stats()["tasks_created"] == 0
 
 
 def test_every_task_type_end_to_end(service, engine, image):
