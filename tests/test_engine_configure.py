@@ -32,6 +32,13 @@ def until(eng, item, ready, timeout, what):
     return item
 
 
+def assert_refused_as_too_big(eng, item):
+    until(eng, item, lambda j: j.done, 30, "the job ended")
+    eng.shutdown()
+    assert item.state == job.FAILED
+    assert f"over the {TINY}-byte limit" in item.error
+
+
 def test_a_smaller_history_prunes_the_oldest_finished_jobs_at_once(tmp_path):
     records = []
     for n in range(3):
@@ -60,10 +67,7 @@ def test_a_new_download_limit_holds_for_a_job_resumed_after_a_restart(service, t
     second = make_engine(tmp_path)
     second.configure(max_download=TINY)
     (resumed,) = second.resume(client(service))
-    until(second, resumed, lambda j: j.done, 30, "the resumed job ended")
-    second.shutdown()
-    assert resumed.state == job.FAILED
-    assert f"over the {TINY}-byte limit" in resumed.error
+    assert_refused_as_too_big(second, resumed)
 
 
 def test_a_new_download_limit_holds_for_a_job_already_running(service, tmp_path):
@@ -73,10 +77,7 @@ def test_a_new_download_limit_holds_for_a_job_already_running(service, tmp_path)
     item = eng.submit(client(service), BODY)
     until(eng, item, lambda j: j.task_id, 30, "the task was created")
     eng.configure(max_download=TINY)
-    until(eng, item, lambda j: j.done, 30, "the job ended")
-    eng.shutdown()
-    assert item.state == job.FAILED
-    assert f"over the {TINY}-byte limit" in item.error
+    assert_refused_as_too_big(eng, item)
 
 
 def test_more_slots_let_a_waiting_job_go(service, tmp_path):
