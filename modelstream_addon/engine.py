@@ -26,6 +26,7 @@ from .job import (  # noqa: F401  (READY, Job...: engine.X callers move to job.X
     CANCELLED,
     DOWNLOADING,
     FAILED,
+    FINAL_STATES,
     IMPORTED,
     LOST_NOTE,
     QUEUED,
