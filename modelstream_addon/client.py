@@ -236,14 +236,13 @@ class ModelStreamClient:
                                       task_id=task_id)
         return data
 
-    def upload(self, path, mime, cancel=None):
-        """Upload an image (no charge, so retried like a GET); returns its image_token."""
+    def upload(self, name, data, mime, cancel=None):
+        """Upload an image's bytes (no charge, so retried like a GET); returns its
+        image_token. Bytes, not a path: the caller sends what it checked."""
         url = self.base_url + UPLOAD_PATH
 
         def send():
-            with open(path, "rb") as f:
-                return self._send("POST", url, creates=False,
-                                  files={"file": (os.path.basename(path), f, mime)})
+            return self._send("POST", url, creates=False, files={"file": (name, data, mime)})
 
         try:
             reply, trace = self._retrying(send, cancel, lambda e: e.retryable)

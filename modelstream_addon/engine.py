@@ -1,6 +1,7 @@
-"""Job engine: submit -> poll -> download -> ready, many jobs at once. No bpy here.
+"""Job engine: the job table, the slots and the threads, many jobs at once. No bpy here.
 
-All network and file I/O runs on worker threads, which only post plain dicts to a queue.
+All network and file I/O runs on worker threads (their steps are in worker.py), which only
+post plain dicts to a queue.
 The main thread calls `tick()` (GUI timer) to apply them; it never waits on the network.
 Headless, `wait()` blocks on the same queue, so one code path serves both. At most
 `max_concurrent` jobs are at the service at once; the rest wait here, in order. Every job
@@ -19,12 +20,13 @@ import shutil
 import threading
 import time
 
-from . import errors, formats, history, imagefile, tasks
-from .job import (
+from . import errors, history, worker
+from .job import (  # noqa: F401  (READY, Job...: engine.X callers move to job.X on merge)
     CANCEL_NOTE,
     CANCELLED,
     DOWNLOADING,
     FAILED,
+    FINAL_STATES,
     IMPORTED,
     LOST_NOTE,
     QUEUED,
@@ -35,13 +37,6 @@ from .job import (
     Job,
 )
 
-ONGOING_STATUSES = ("queued", "running")
-FAILED_STATUSES = {
-    "failed": "The task failed at the service.",
-    "banned": "The task was refused by the content policy (banned).",
-    "expired": "The task expired at the service before it finished.",
-    "cancelled": "The task was cancelled at the service.",
-}
 # Updates that only redraw the UI: the history is rewritten for everything else.
 VOLATILE = frozenset(("progress", "message", "status", "queuing_num", "running_left_time"))
 
@@ -50,13 +45,9 @@ class Engine:
     def __init__(self, download_dir, *, max_concurrent=4, poll_min=2.0, poll_max=30.0,
                  time_limit=1800.0, unknown_limit=120.0, max_download=512 * 1024 * 1024,
                  history_path=None, max_history=200):
-        self.download_dir = download_dir
+        self.settings = worker.Settings(download_dir, poll_min, poll_max, time_limit,
+                                        unknown_limit, max_download)
         self.max_concurrent = max_concurrent
-        self.poll_min = poll_min
-        self.poll_max = poll_max
-        self.time_limit = time_limit
-        self.unknown_limit = unknown_limit
-        self.max_download = max_download
         self.max_history = max_history
         self.jobs = {}
         self._records = {}
@@ -90,7 +81,8 @@ class Engine:
         job = Job(body=copy.deepcopy(body), owned=owned,
                   import_options=dict(import_options or {}))
         self._add(job)
-        self._start(job, self._create_and_follow, client, job.body, transport)
+        body = job.body
+        self._start(job, client, lambda steps: steps.create_and_follow(body, transport))
         self._prune()
         return job
 
@@ -99,7 +91,7 @@ class Engine:
         job = Job(body={"type": ""}, task_id=task_id, message="Looking up the task",
                   import_options=dict(import_options or {}))
         self._add(job)
-        self._start(job, self._follow, client, task_id, "")
+        self._start(job, client, lambda steps: steps.follow(task_id, ""))
         self._prune()
         return job
 
@@ -108,7 +100,7 @@ class Engine:
         job = self.jobs[job_id]
         job.state, job.message, job.error, job.finished = DOWNLOADING, "Fetching again", "", 0
         self._touch(job)
-        self._start(job, self._follow, client, job.task_id, job.body.get("type", ""))
+        self._follow(job, client)
         self._save()
 
     def unfinished(self):
@@ -122,8 +114,43 @@ class Engine:
         for job in resumed:
             job.message = "Resumed after a restart"
             self._touch(job)
-            self._start(job, self._follow, client, job.task_id, job.body.get("type", ""))
+            self._follow(job, client)
         return resumed
+
+    def configure(self, *, max_concurrent=None, max_download=None, max_history=None):
+        """Apply the preferences now: more slots wake waiting jobs, a new download limit
+        holds for every download that starts later, a smaller history prunes at once."""
+        if max_download is not None:
+            self.settings.max_download = max_download
+        if max_concurrent is not None:
+            with self._slots:
+                self.max_concurrent = max_concurrent
+                self._slots.notify_all()
+        if max_history is not None:
+            self.max_history = max_history
+            self._prune()
+
+    @property
+    def download_dir(self):
+        return self.settings.download_dir
+
+    @property
+    def max_download(self):
+        return self.settings.max_download
+
+    @max_download.setter
+    def max_download(self, value):
+        """Kept for callers that set it directly; configure() is the one way in."""
+        self.configure(max_download=value)
+
+    @property
+    def poll_min(self):
+        return self.settings.poll_min
+
+    @poll_min.setter
+    def poll_min(self, value):
+        """The CLI's hidden --poll-min, for benchmarks."""
+        self.settings.poll_min = value
 
     def call(self, fn, *args):
         """Run a one-off network call on its own thread; returns a Future to poll."""
@@ -263,29 +290,33 @@ class Engine:
             self._save_if_dirty()
         return True
 
-    def _start(self, job, step, *args):
+    def _follow(self, job, client):
+        task_id, task_type = job.task_id, job.body.get("type", "")
+        self._start(job, client, lambda steps: steps.follow(task_id, task_type))
+
+    def _start(self, job, client, run):
         cancel = self._cancels[job.id] = threading.Event()
-        threading.Thread(target=self._worker, args=(job.id, cancel, step, args),
+        threading.Thread(target=self._work, args=(job.id, cancel, client, run),
                          name=f"modelstream-{job.id}", daemon=True).start()
 
     # Worker threads -----------------------------------------------------------------
 
-    def _worker(self, job_id, cancel, step, args):
+    def _work(self, job_id, cancel, client, run):
         """Waits for a slot, runs one job's steps, always reports back."""
         def post(**update):
             self._events.put((job_id, update))
 
-        known = {"task_id": args[1] if step == self._follow else ""}
+        steps = worker.Worker(client, cancel, post, self.settings)
         try:
             self._acquire(job_id, cancel)
             try:
-                step(*args, cancel, post, known)
+                run(steps)
             finally:
                 self._release()
         except errors.CancelledError:
             post(state=CANCELLED, message=CANCEL_NOTE)
         except errors.ModelStreamError as e:
-            e.task_id = e.task_id or known["task_id"]
+            e.task_id = e.task_id or steps.task_id
             post(state=FAILED, error=str(e), message=str(e))
         except Exception as e:  # a worker must always report back
             post(state=FAILED, error=f"Unexpected error: {type(e).__name__}: {e}",
@@ -309,191 +340,6 @@ class Engine:
         with self._slots:
             self._running -= 1
             self._slots.notify_all()
-
-    def _create_and_follow(self, client, body, transport, cancel, post, known):
-        post(state=SUBMITTING, message="Sending the task")
-        body = self._send_images(client, body, transport, cancel, post)
-        delay = self.poll_min
-        give_up = time.monotonic() + self.time_limit
-        while True:
-            try:
-                task_id = client.create_task(body, cancel=cancel)
-                break
-            except errors.RateLimitError as e:
-                # The service refused, so nothing was created: wait our turn, never fail.
-                if time.monotonic() > give_up:
-                    raise
-                post(state=WAITING, message="The service is busy (rate or concurrency "
-                     "limit); waiting to send")
-                delay = min(self.poll_max, e.retry_after or delay * 2)
-                if cancel.wait(delay):
-                    raise errors.CancelledError("Cancelled.") from None
-        known["task_id"] = task_id
-        post(task_id=task_id, state=QUEUED, message="Task created, waiting in queue")
-        self._follow(client, task_id, body["type"], cancel, post, known)
-
-    def _follow(self, client, task_id, task_type, cancel, post, known):
-        data = self._poll(client, task_id, cancel, post)
-        if not task_type:
-            task_type = str(data.get("type") or "")
-            if task_type not in tasks.TASK_TYPES:
-                raise errors.TaskFailedError(f"Task type {task_type!r} is not supported.",
-                                             task_id=task_id)
-            body = {"type": task_type}
-            prompt = (data.get("input") or {}).get("prompt")
-            if prompt:
-                body["prompt"] = prompt
-            post(body=body)
-        post(state=DOWNLOADING, message="Downloading the result", progress=100)
-        os.makedirs(self.download_dir, exist_ok=True)
-        result = {}
-        if tasks.output_kind(task_type) == "model":
-            result["output_path"], result["output_format"] = self._download(
-                client, task_id, data, cancel)
-        result["images"] = self._download_images(client, task_id, data, task_type, cancel)
-        post(state=READY, progress=100, message="Ready to import", **result)
-
-    def _poll_delay(self, data, attempt):
-        """max(poll_min, left / 2), as the official SDK polls; near the end, when that
-        would poll again just before the finish, wait for the predicted finish instead."""
-        left = data.get("running_left_time")
-        if isinstance(left, (int, float)) and left > 0:
-            if left <= 2 * self.poll_min:
-                return max(self.poll_min, left)
-            return min(self.poll_max, left / 2)
-        return min(self.poll_max, self.poll_min * (1.5 ** attempt))
-
-    def _poll(self, client, task_id, cancel, post):
-        start = time.monotonic()
-        unknown_since = None
-        attempt = 0
-        while True:
-            if cancel.is_set():
-                raise errors.CancelledError("Cancelled.", task_id=task_id)
-            data = client.get_task(task_id, cancel=cancel)
-            status = str(data.get("status", "")).lower()
-            if status == "success":
-                return data
-            if status in FAILED_STATUSES:
-                reason = data.get("error_msg") or data.get("error_code") or ""
-                text = FAILED_STATUSES[status] + (f" Reason: {reason}." if reason else "")
-                raise errors.TaskFailedError(text, task_id=task_id)
-            now = time.monotonic()
-            if status == "unknown":
-                unknown_since = unknown_since or now
-                if now - unknown_since > self.unknown_limit:
-                    raise errors.TaskFailedError(
-                        f"The service reported status 'unknown' for over "
-                        f"{self.unknown_limit:.0f} s.", task_id=task_id)
-            elif status in ONGOING_STATUSES:
-                unknown_since = None
-            else:
-                raise errors.TaskFailedError(
-                    f"The service reported an unexpected status {status!r}.", task_id=task_id)
-            if now - start > self.time_limit:
-                raise errors.TaskFailedError(
-                    f"Gave up waiting after {self.time_limit / 60:.0f} min; the task may still "
-                    "finish at the service.", task_id=task_id)
-            post(state=RUNNING if status == "running" else QUEUED, status=status,
-                 progress=int(data.get("progress") or 0),
-                 queuing_num=_number(data.get("queuing_num")),
-                 running_left_time=_number(data.get("running_left_time")),
-                 message=_status_text(data))
-            if cancel.wait(self._poll_delay(data, attempt)):
-                raise errors.CancelledError("Cancelled.", task_id=task_id)
-            attempt += 1
-
-    def _send_images(self, client, body, transport, cancel, post):
-        """Local images become upload tokens or data URLs; the job's own body keeps the
-        paths, so a retry can send them again."""
-        body = copy.deepcopy(body)
-        refs = [r for r in [body.get("file"), *(body.get("files") or [])]
-                if isinstance(r, dict) and "path" in r]
-        used = set()
-        for ref in refs:
-            path = ref.pop("path")
-            fmt = imagefile.check(path)
-            if transport in ("auto", "upload"):
-                try:
-                    ref["file_token"] = client.upload(path, imagefile.MIME[fmt], cancel=cancel)
-                    used.add("upload")
-                    continue
-                except errors.UploadUnavailableError as e:
-                    if transport == "upload":
-                        raise errors.ConfigError(
-                            f"{e} Choose the 'Data URL' or 'Auto' image transport in the "
-                            "add-on preferences.") from None
-            ref["url"] = imagefile.data_url(path, fmt)
-            used.add("data URL")
-        if used:
-            how = " + ".join(sorted(used))
-            post(transport=how, message=f"Images sent by {how}")
-        return body
-
-    def _fetch(self, client, task_id, data, pick, dest, cancel):
-        """Download pick(output) to dest; an expired URL gets one fresh GET of the task."""
-        url = pick(data.get("output"))
-        try:
-            client.download(url, dest, cancel=cancel, max_bytes=self.max_download,
-                            task_id=task_id)
-        except errors.DownloadError as e:
-            if e.status not in (403, 404, 410):
-                raise
-            url = pick(client.get_task(task_id, cancel=cancel).get("output")) or url
-            client.download(url, dest, cancel=cancel, max_bytes=self.max_download,
-                            task_id=task_id)
-
-    def _download(self, client, task_id, data, cancel):
-        url = formats.model_url(data.get("output"))
-        if not url:
-            raise errors.TaskFailedError("The task finished but returned no model.",
-                                         task_id=task_id)
-        dest = os.path.join(self.download_dir,
-                            f"{task_id}.{formats.format_from_url(url) or 'bin'}")
-        self._fetch(client, task_id, data, formats.model_url, dest, cancel)
-        return dest, formats.check_model_file(dest, task_id=task_id)
-
-    def _download_images(self, client, task_id, data, task_type, cancel):
-        """[(name, path)]. A model's preview is a bonus: losing it never fails the job."""
-        kind = tasks.output_kind(task_type)
-        urls = formats.image_urls(data.get("output"), kind)
-        if kind != "model" and not urls:
-            raise errors.TaskFailedError("The task finished but returned no image.",
-                                         task_id=task_id)
-        if kind == "multiview" and len(urls) < 4:
-            raise errors.TaskFailedError(f"The task returned {len(urls)} of 4 views.",
-                                         task_id=task_id)
-        images = []
-        for name, _ in urls:
-            dest = os.path.join(self.download_dir, f"{task_id}_{name}.img")
-            try:
-                self._fetch(client, task_id, data,
-                            lambda out, n=name: dict(formats.image_urls(out, kind)).get(n),
-                            dest, cancel)
-                fmt = formats.check_image_file(dest, task_id=task_id)
-            except errors.DownloadError:
-                if kind == "model":
-                    continue
-                raise
-            final = dest[:-4] + "." + ("jpg" if fmt == "jpeg" else fmt)
-            os.replace(dest, final)
-            images.append((name, final))
-        return images
-
-
-def _status_text(data):
-    status = data.get("status", "")
-    if status == "queued":
-        n = data.get("queuing_num")
-        return f"Queued (position {n})" if isinstance(n, int) and n >= 0 else "Queued"
-    left = data.get("running_left_time")
-    eta = f", about {int(left)} s left" if isinstance(left, (int, float)) and left > 0 else ""
-    return f"Running {int(data.get('progress') or 0)}%{eta}"
-
-
-def _number(value):
-    """The API's -1-when-unknown numbers, defensively."""
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else -1
 
 
 def _delete(paths):

@@ -7,6 +7,7 @@ import os
 import struct
 import urllib.parse
 
+from . import imagefile
 from .errors import DownloadError
 
 MODEL_OUTPUT_KEYS = ("pbr_model", "model", "base_model")
@@ -65,24 +66,11 @@ def format_from_url(url):
     return _EXTENSIONS.get(os.path.splitext(path)[1])
 
 
-def detect_format(path):
-    """'glb' or 'fbx' from the file's magic bytes, else None."""
-    with open(path, "rb") as f:
-        head = f.read(32)
-    if head[:4] == b"glTF":
-        return "glb"
-    if head.startswith(b"Kaydara FBX Binary"):
-        return "fbx"
-    return None
-
-
 def check_image_file(path, task_id=None):
     """Return 'png'/'jpeg'/'webp' of a downloaded image, or delete it and raise."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    for fmt, magic in (("png", b"\x89PNG"), ("jpeg", b"\xff\xd8"), ("webp", b"RIFF")):
-        if head.startswith(magic):
-            return fmt
+    fmt = imagefile.sniff(path)[0]
+    if fmt in imagefile.MIME:
+        return fmt
     os.remove(path)
     raise DownloadError("The downloaded image is not a PNG, JPEG or WEBP file.",
                         task_id=task_id)
@@ -111,9 +99,9 @@ def _glb_problem(path):
 
 def check_model_file(path, task_id=None):
     """Return the format of a downloaded model, or delete it and raise."""
-    fmt = detect_format(path)
+    fmt = imagefile.sniff(path)[0]
     problem = None
-    if fmt is None:
+    if fmt not in ("glb", "fbx"):
         problem = "is neither a GLB nor a binary FBX file"
     elif fmt == "glb":
         problem = _glb_problem(path)

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from modelstream_addon import engine as engine_mod
+from modelstream_addon import tasks, worker
 from modelstream_addon.client import ModelStreamClient
 from tests.conftest import KEY
 
@@ -76,17 +77,16 @@ def test_cancel_stops_all_requests(service, engine):
     assert service.stats()["requests"] == before
 
 
-def test_poll_delay_follows_running_left_time(engine):
-    slow = engine_mod.Engine("unused", poll_min=2.0, poll_max=30.0)
-    assert slow._poll_delay({"running_left_time": 10}, 0) == 5.0
-    assert slow._poll_delay({"running_left_time": 1}, 0) == 2.0
-    assert slow._poll_delay({"running_left_time": 3}, 0) == 3.0
-    assert slow._poll_delay({"running_left_time": 5}, 0) == 2.5
-    assert slow._poll_delay({"running_left_time": 600}, 0) == 30.0
-    assert slow._poll_delay({"running_left_time": -1}, 0) == 2.0
-    assert slow._poll_delay({}, 3) == pytest.approx(6.75)
-    assert slow._poll_delay({}, 20) == 30.0
-    slow.shutdown()
+def test_poll_delay_follows_running_left_time():
+    slow = worker.Settings("unused", poll_min=2.0, poll_max=30.0)
+    assert worker.poll_delay(slow, {"running_left_time": 10}, 0) == 5.0
+    assert worker.poll_delay(slow, {"running_left_time": 1}, 0) == 2.0
+    assert worker.poll_delay(slow, {"running_left_time": 3}, 0) == 3.0
+    assert worker.poll_delay(slow, {"running_left_time": 5}, 0) == 2.5
+    assert worker.poll_delay(slow, {"running_left_time": 600}, 0) == 30.0
+    assert worker.poll_delay(slow, {"running_left_time": -1}, 0) == 2.0
+    assert worker.poll_delay(slow, {}, 3) == pytest.approx(6.75)
+    assert worker.poll_delay(slow, {}, 20) == 30.0
 
 
 def test_unreachable_service_fails_cleanly(engine):
@@ -141,6 +141,18 @@ def test_data_url_transport_skips_the_upload(service, engine, image):
     job = run(engine, service, image_body(image), transport="data_url")
     assert job.state == engine_mod.READY, job.error
     assert service.stats()["requests"].get("upload", 0) == 0
+
+
+@pytest.mark.parametrize("transport", ["auto", "data_url"])
+def test_an_image_deleted_after_validation_fails_with_its_name(
+        service, engine, image, transport):
+    body = tasks.build_task({"task_type": "image_to_model", "image_path": image})
+    os.remove(image)
+    job = run(engine, service, body, transport)
+    assert job.state == engine_mod.FAILED
+    assert job.error.startswith(f"The image {image} no longer exists"), job.error
+    assert "Unexpected" not in job.error and "Unexpected" not in job.message
+    assert service.stats()["tasks_created"] == 0
 
 
 def test_every_task_type_end_to_end(service, engine, image):

@@ -1,0 +1,243 @@
+"""One job's steps on its worker thread: send, follow, download. No bpy here.
+
+A step talks only to the service and the disk, and says what happened through
+`post(**update)`; the engine applies the updates on the main thread. Settings are read
+when a step uses them, so a new limit applies to every download that starts after it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+
+from . import errors, formats, imagefile, tasks
+from .job import DOWNLOADING, QUEUED, READY, RUNNING, SUBMITTING, WAITING
+
+ONGOING_STATUSES = ("queued", "running")
+FAILED_STATUSES = {
+    "failed": "The task failed at the service.",
+    "banned": "The task was refused by the content policy (banned).",
+    "expired": "The task expired at the service before it finished.",
+    "cancelled": "The task was cancelled at the service.",
+}
+EXPIRED_LINK = (403, 404, 410)
+
+
+@dataclass
+class Settings:
+    """Shared by all of an engine's workers; the engine changes it in place."""
+
+    download_dir: str
+    poll_min: float = 2.0
+    poll_max: float = 30.0
+    time_limit: float = 1800.0
+    unknown_limit: float = 120.0
+    max_download: int = 512 * 1024 * 1024
+
+
+def poll_delay(settings, data, attempt):
+    """max(poll_min, left / 2), as the official SDK polls; near the end, when that would
+    poll again just before the finish, wait for the predicted finish instead."""
+    left = data.get("running_left_time")
+    if isinstance(left, (int, float)) and left > 0:
+        if left <= 2 * settings.poll_min:
+            return max(settings.poll_min, left)
+        return min(settings.poll_max, left / 2)
+    return min(settings.poll_max, settings.poll_min * (1.5 ** attempt))
+
+
+class Worker:
+    """The steps of one job. `task_id` is the service's task once known, so an error
+    raised anywhere can name it."""
+
+    def __init__(self, client, cancel, post, settings):
+        self.client = client
+        self.cancel = cancel
+        self.post = post
+        self.settings = settings
+        self.task_id = ""
+
+    def _stop(self):
+        raise errors.CancelledError("Cancelled.", task_id=self.task_id or None)
+
+    def create_and_follow(self, body, transport):
+        self.post(state=SUBMITTING, message="Sending the task")
+        sent = self.send_images(body, transport)
+        delay = self.settings.poll_min
+        give_up = time.monotonic() + self.settings.time_limit
+        while True:
+            try:
+                task_id = self.client.create_task(sent, cancel=self.cancel)
+                break
+            except errors.RateLimitError as e:
+                # The service refused, so nothing was created: wait our turn, never fail.
+                if time.monotonic() > give_up:
+                    raise
+                self.post(state=WAITING, message="The service is busy (rate or concurrency "
+                          "limit); waiting to send")
+                delay = min(self.settings.poll_max, e.retry_after or delay * 2)
+                if self.cancel.wait(delay):
+                    self._stop()
+        self.task_id = task_id
+        self.post(task_id=task_id, state=QUEUED, message="Task created, waiting in queue")
+        self.follow(task_id, body["type"])
+
+    def send_images(self, body, transport):
+        """Local images become upload tokens or data URLs ('auto' tries the upload first);
+        the job's own body keeps the paths, so a retry can send them again."""
+        body = copy.deepcopy(body)
+        refs = [r for r in [body.get("file"), *(body.get("files") or [])]
+                if isinstance(r, dict) and "path" in r]
+        used = set()
+        for ref in refs:
+            path = ref.pop("path")
+            fmt, data = imagefile.load(path)
+            if transport in ("auto", "upload"):
+                try:
+                    ref["file_token"] = self.client.upload(
+                        os.path.basename(path), data, imagefile.MIME[fmt], cancel=self.cancel)
+                    used.add("upload")
+                    continue
+                except errors.UploadUnavailableError as e:
+                    if transport == "upload":
+                        raise errors.ConfigError(
+                            f"{e} Choose the 'Data URL' or 'Auto' image transport in the "
+                            "add-on preferences.") from None
+            ref["url"] = imagefile.data_url(data, fmt)
+            used.add("data URL")
+        if used:
+            how = " + ".join(sorted(used))
+            self.post(transport=how, message=f"Images sent by {how}")
+        return body
+
+    def follow(self, task_id, task_type):
+        """Poll to the end, then download; an empty `task_type` is read from the task."""
+        self.task_id = task_id
+        data = self.poll()
+        if not task_type:
+            task_type = str(data.get("type") or "")
+            if task_type not in tasks.TASK_TYPES:
+                raise errors.TaskFailedError(f"Task type {task_type!r} is not supported.",
+                                             task_id=task_id)
+            body = {"type": task_type}
+            prompt = (data.get("input") or {}).get("prompt")
+            if prompt:
+                body["prompt"] = prompt
+            self.post(body=body)
+        self.post(state=DOWNLOADING, message="Downloading the result", progress=100)
+        os.makedirs(self.settings.download_dir, exist_ok=True)
+        result = {}
+        if tasks.output_kind(task_type) == "model":
+            result["output_path"], result["output_format"] = self.download_model(data)
+        result["images"] = self.download_images(data, task_type)
+        self.post(state=READY, progress=100, message="Ready to import", **result)
+
+    def poll(self):
+        """The task's data once it succeeded; any other end is a TaskFailedError."""
+        task_id, settings = self.task_id, self.settings
+        start = time.monotonic()
+        unknown_since = None
+        attempt = 0
+        while True:
+            if self.cancel.is_set():
+                self._stop()
+            data = self.client.get_task(task_id, cancel=self.cancel)
+            status = str(data.get("status", "")).lower()
+            if status == "success":
+                return data
+            if status in FAILED_STATUSES:
+                reason = data.get("error_msg") or data.get("error_code") or ""
+                text = FAILED_STATUSES[status] + (f" Reason: {reason}." if reason else "")
+                raise errors.TaskFailedError(text, task_id=task_id)
+            now = time.monotonic()
+            if status == "unknown":
+                unknown_since = unknown_since or now
+                if now - unknown_since > settings.unknown_limit:
+                    raise errors.TaskFailedError(
+                        f"The service reported status 'unknown' for over "
+                        f"{settings.unknown_limit:.0f} s.", task_id=task_id)
+            elif status in ONGOING_STATUSES:
+                unknown_since = None
+            else:
+                raise errors.TaskFailedError(
+                    f"The service reported an unexpected status {status!r}.", task_id=task_id)
+            if now - start > settings.time_limit:
+                raise errors.TaskFailedError(
+                    f"Gave up waiting after {settings.time_limit / 60:.0f} min; the task may "
+                    "still finish at the service.", task_id=task_id)
+            self.post(state=RUNNING if status == "running" else QUEUED, status=status,
+                      progress=int(data.get("progress") or 0),
+                      queuing_num=_number(data.get("queuing_num")),
+                      running_left_time=_number(data.get("running_left_time")),
+                      message=_status_text(data))
+            if self.cancel.wait(poll_delay(settings, data, attempt)):
+                self._stop()
+            attempt += 1
+
+    def fetch(self, data, pick, dest):
+        """Download pick(output) to dest; an expired URL gets one fresh GET of the task."""
+        url = pick(data.get("output"))
+        for attempt in range(2):
+            try:
+                self.client.download(url, dest, cancel=self.cancel, task_id=self.task_id,
+                                     max_bytes=self.settings.max_download)
+                return
+            except errors.DownloadError as e:
+                if attempt or e.status not in EXPIRED_LINK:
+                    raise
+            fresh = self.client.get_task(self.task_id, cancel=self.cancel)
+            url = pick(fresh.get("output")) or url
+
+    def download_model(self, data):
+        """(path, format) of the task's model, named after the task."""
+        url = formats.model_url(data.get("output"))
+        if not url:
+            raise errors.TaskFailedError("The task finished but returned no model.",
+                                         task_id=self.task_id)
+        dest = os.path.join(self.settings.download_dir,
+                            f"{self.task_id}.{formats.format_from_url(url) or 'bin'}")
+        self.fetch(data, formats.model_url, dest)
+        return dest, formats.check_model_file(dest, task_id=self.task_id)
+
+    def download_images(self, data, task_type):
+        """[(name, path)]. A model's preview is a bonus: losing it never fails the job."""
+        kind = tasks.output_kind(task_type)
+        urls = formats.image_urls(data.get("output"), kind)
+        if kind != "model" and not urls:
+            raise errors.TaskFailedError("The task finished but returned no image.",
+                                         task_id=self.task_id)
+        if kind == "multiview" and len(urls) < 4:
+            raise errors.TaskFailedError(f"The task returned {len(urls)} of 4 views.",
+                                         task_id=self.task_id)
+        images = []
+        for name, _ in urls:
+            dest = os.path.join(self.settings.download_dir, f"{self.task_id}_{name}.img")
+            try:
+                self.fetch(data, lambda out, n=name: dict(formats.image_urls(out, kind)).get(n),
+                           dest)
+                fmt = formats.check_image_file(dest, task_id=self.task_id)
+            except errors.DownloadError:
+                if kind == "model":
+                    continue
+                raise
+            final = dest[:-4] + "." + ("jpg" if fmt == "jpeg" else fmt)
+            os.replace(dest, final)
+            images.append((name, final))
+        return images
+
+
+def _status_text(data):
+    status = data.get("status", "")
+    if status == "queued":
+        n = data.get("queuing_num")
+        return f"Queued (position {n})" if isinstance(n, int) and n >= 0 else "Queued"
+    left = data.get("running_left_time")
+    eta = f", about {int(left)} s left" if isinstance(left, (int, float)) and left > 0 else ""
+    return f"Running {int(data.get('progress') or 0)}%{eta}"
+
+
+def _number(value):
+    """The API's -1-when-unknown numbers, defensively."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else -1
