@@ -21,18 +21,13 @@ import threading
 import time
 
 from . import errors, history, worker
-from .job import (  # noqa: F401  (READY, Job...: engine.X callers move to job.X on merge)
+from .job import (
     CANCEL_NOTE,
     CANCELLED,
     DOWNLOADING,
     FAILED,
-    FINAL_STATES,
     IMPORTED,
     LOST_NOTE,
-    QUEUED,
-    READY,
-    RUNNING,
-    SUBMITTING,
     WAITING,
     Job,
 )
@@ -64,14 +59,6 @@ class Engine:
             self._writer = history.HistoryWriter(history_path)
 
     # Main thread --------------------------------------------------------------------
-
-    def configure(self, *, max_concurrent=None, max_download=None, max_history=None):
-        if max_concurrent is not None:
-            self.max_concurrent = max_concurrent
-        if max_download is not None:
-            self.max_download = max_download
-        if max_history is not None:
-            self.max_history = max_history
 
     def submit(self, client, body, transport="auto", owned="", import_options=None):
         """Start a job for a validated body; returns at once. `transport` says how local
@@ -137,11 +124,6 @@ class Engine:
     @property
     def max_download(self):
         return self.settings.max_download
-
-    @max_download.setter
-    def max_download(self, value):
-        """Kept for callers that set it directly; configure() is the one way in."""
-        self.configure(max_download=value)
 
     @property
     def poll_min(self):

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from modelstream_addon import engine as engine_mod
+from modelstream_addon import job as job_mod
 from modelstream_addon import tasks, worker
 from modelstream_addon.client import ModelStreamClient
 from tests.conftest import KEY
@@ -25,7 +26,7 @@ def engine(tmp_path):
 def test_job_runs_to_ready(service, engine):
     job = engine.submit(ModelStreamClient(KEY, service.url), BODY)
     engine.wait(job.id, timeout=30)
-    assert job.state == engine_mod.READY, job.error
+    assert job.state == job_mod.READY, job.error
     assert job.output_format == "glb"
     assert os.path.getsize(job.output_path) > 1000
     assert job.task_id and job.progress == 100
@@ -41,7 +42,7 @@ def test_tick_never_waits_on_a_slow_service(service, engine):
         engine.tick()
         longest = max(longest, time.perf_counter() - start)
         time.sleep(0.01)
-    assert job.state == engine_mod.READY, job.error
+    assert job.state == job_mod.READY, job.error
     # The service takes seconds per answer; a tick that waited on it would take as long.
     assert longest < 0.25, longest
 
@@ -51,7 +52,7 @@ def test_final_statuses_fail_with_a_message(service, engine, status):
     service.faults(next_status=status)
     job = engine.submit(ModelStreamClient(KEY, service.url), BODY)
     engine.wait(job.id, timeout=30)
-    assert job.state == engine_mod.FAILED
+    assert job.state == job_mod.FAILED
     assert job.task_id in job.error
     assert status in job.error or "content policy" in job.error
 
@@ -60,7 +61,7 @@ def test_unexpected_status_is_quoted(service, engine):
     service.faults(next_status="melted")
     job = engine.submit(ModelStreamClient(KEY, service.url), BODY)
     engine.wait(job.id, timeout=30)
-    assert job.state == engine_mod.FAILED
+    assert job.state == job_mod.FAILED
     assert "'melted'" in job.error
 
 
@@ -69,7 +70,7 @@ def test_cancel_stops_all_requests(service, engine):
     while not job.task_id:
         engine.wait(job.id, timeout=0.1)
     engine.cancel(job.id)
-    assert job.state == engine_mod.CANCELLED
+    assert job.state == job_mod.CANCELLED
     assert "no cancel endpoint" in job.message
     time.sleep(0.5)
     before = service.stats()["requests"]
@@ -92,7 +93,7 @@ def test_poll_delay_follows_running_left_time():
 def test_unreachable_service_fails_cleanly(engine):
     job = engine.submit(ModelStreamClient(KEY, "http://127.0.0.1:9", max_retries=0), BODY)
     engine.wait(job.id, timeout=10)
-    assert job.state == engine_mod.FAILED
+    assert job.state == job_mod.FAILED
     assert "Could not connect" in job.error
 
 
@@ -116,7 +117,7 @@ def image_body(path):
 
 def test_auto_transport_uploads_when_the_service_can(service, engine, image):
     job = run(engine, service, image_body(image))
-    assert job.state == engine_mod.READY, job.error
+    assert job.state == job_mod.READY, job.error
     assert job.transport == "upload"
     assert service.stats()["requests"]["upload"] == 1
     assert job.body["file"] == {"type": "png", "path": image}
@@ -125,21 +126,21 @@ def test_auto_transport_uploads_when_the_service_can(service, engine, image):
 def test_auto_transport_falls_back_to_a_data_url(service, engine, image):
     service.faults(upload=False)
     job = run(engine, service, image_body(image))
-    assert job.state == engine_mod.READY, job.error
+    assert job.state == job_mod.READY, job.error
     assert job.transport == "data URL"
 
 
 def test_upload_transport_without_the_endpoint_says_what_to_do(service, engine, image):
     service.faults(upload=False)
     job = run(engine, service, image_body(image), transport="upload")
-    assert job.state == engine_mod.FAILED
+    assert job.state == job_mod.FAILED
     assert "Data URL" in job.error
     assert service.stats()["tasks_created"] == 0
 
 
 def test_data_url_transport_skips_the_upload(service, engine, image):
     job = run(engine, service, image_body(image), transport="data_url")
-    assert job.state == engine_mod.READY, job.error
+    assert job.state == job_mod.READY, job.error
     assert service.stats()["requests"].get("upload", 0) == 0
 
 
@@ -149,7 +150,7 @@ def test_an_image_deleted_after_validation_fails_with_its_name(
     body = tasks.build_task({"task_type": "image_to_model", "image_path": image})
     os.remove(image)
     job = run(engine, service, body, transport)
-    assert job.state == engine_mod.FAILED
+    assert job.state == job_mod.FAILED
     assert job.error.startswith(f"The image {image} no longer exists"), job.error
     assert "Unexpected" not in job.error and "Unexpected" not in job.message
     assert service.stats()["tasks_created"] == 0
@@ -160,15 +161,17 @@ def test_every_task_type_end_to_end(service, engine, image):
     assert model.output_format == "glb" and [n for n, _ in model.images] == ["preview"]
     refine = run(engine, service, {"type": "refine_model",
                                    "draft_model_task_id": model.task_id})
-    assert refine.state == engine_mod.READY and refine.output_format == "glb", refine.error
+    assert refine.state == job_mod.READY and refine.output_format == "glb", refine.error
     picture = run(engine, service, {"type": "text_to_image", "prompt": "a fox"})
     assert [n for n, _ in picture.images] == ["generated_image"], picture.error
     edited = run(engine, service, {"type": "generate_image", "prompt": "tint it",
                                    "file": {"type": "png", "path": image}})
-    assert edited.state == engine_mod.READY, edited.error
-    views = run(engine, service, {"type": "generate_multiview_image", "prompt": "a robot"})
+    assert edited.state == job_mod.READY, edited.error
+    views = run(engine, service, {"type": "generate_multiview_image", "prompt": "a robot",
+                                  "file": {"type": "png", "path": image}})
     assert [n for n, _ in views.images] == ["front", "left", "back", "right"], views.error
-    edit = run(engine, service, {"type": "edit_multiview_image", "prompt": "make it red",
+    edit = run(engine, service, {"type": "edit_multiview_image",
+                                 "prompts": [{"view": "front", "prompt": "make it red"}],
                                  "original_task_id": views.task_id})
     assert len(edit.images) == 4, edit.error
     chained = run(engine, service, {"type": "multiview_to_model", "face_limit": 500,
@@ -177,12 +180,12 @@ def test_every_task_type_end_to_end(service, engine, image):
     files = [{"type": "png", "path": image}, {}, {"type": "png", "path": image}, {}]
     multi = run(engine, service, {"type": "multiview_to_model", "files": files,
                                   "face_limit": 500})
-    assert multi.state == engine_mod.READY, multi.error
+    assert multi.state == job_mod.READY, multi.error
 
 
 def test_quad_returns_fbx(service, engine):
     job = run(engine, service, {**BODY, "quad": True})
-    assert job.state == engine_mod.READY, job.error
+    assert job.state == job_mod.READY, job.error
     assert job.output_format == "fbx" and job.output_path.endswith(".fbx")
 
 
@@ -222,4 +225,4 @@ def test_unknown_status_for_too_long_fails(service, tmp_path):
     service.faults(unknown_for=30)
     job = run(eng, service, BODY)
     eng.shutdown()
-    assert job.state == engine_mod.FAILED and "'unknown'" in job.error
+    assert job.state == job_mod.FAILED and "'unknown'" in job.error

@@ -12,6 +12,7 @@ import pytest
 
 from modelstream_addon import engine as engine_mod
 from modelstream_addon import history
+from modelstream_addon import job as job_mod
 from modelstream_addon.client import ModelStreamClient
 from tests.conftest import KEY, ROOT
 
@@ -71,7 +72,7 @@ def test_resume_after_a_restart_finishes_the_task(service, tmp_path):
     assert restored.task_id == job.task_id and not restored.done
     assert second.resume(client(service)) == [restored]
     second.wait(job.id, timeout=30)
-    assert restored.state == engine_mod.READY, restored.error
+    assert restored.state == job_mod.READY, restored.error
     assert service.stats()["tasks_created"] == 1
     second.shutdown()
 
@@ -81,7 +82,7 @@ def test_a_job_lost_before_its_task_id_is_never_resent(tmp_path):
         {"id": "lost1", "state": "SUBMITTING", "task_id": "", "body": BODY, "images": []}])
     eng = make_engine(tmp_path)
     job = eng.jobs["lost1"]
-    assert job.state == engine_mod.FAILED and "not sent again" in job.error
+    assert job.state == job_mod.FAILED and "not sent again" in job.error
     assert eng.resume(None) == []
     eng.shutdown()
 
@@ -92,7 +93,7 @@ def test_at_most_n_tasks_at_the_service(service, tmp_path):
     for job in jobs:
         eng.wait(job.id, timeout=60)
     eng.shutdown()
-    assert all(j.state == engine_mod.READY for j in jobs), [j.error for j in jobs]
+    assert all(j.state == job_mod.READY for j in jobs), [j.error for j in jobs]
     stats = service.stats()
     assert stats["max_in_flight_seen"] <= 2
     assert stats["tasks_created"] == 6
@@ -105,7 +106,7 @@ def test_a_concurrency_429_waits_locally_instead_of_failing(service, tmp_path):
     for job in jobs:
         eng.wait(job.id, timeout=90)
     eng.shutdown()
-    assert all(j.state == engine_mod.READY for j in jobs), [j.error for j in jobs]
+    assert all(j.state == job_mod.READY for j in jobs), [j.error for j in jobs]
     assert service.stats()["tasks_created"] == 3
 
 
@@ -131,7 +132,7 @@ def test_attach_follows_a_task_created_elsewhere(service, tmp_path):
     job = eng.attach(c, task_id)
     eng.wait(job.id, timeout=30)
     eng.shutdown()
-    assert job.state == engine_mod.READY, job.error
+    assert job.state == job_mod.READY, job.error
     assert job.body == {"type": "text_to_model", "prompt": "a kettle"}
 
 
@@ -143,7 +144,7 @@ def test_refetch_downloads_again_when_the_cache_is_gone(service, tmp_path):
     eng.refetch(client(service), job.id)
     eng.wait(job.id, timeout=30)
     eng.shutdown()
-    assert job.state == engine_mod.READY and os.path.exists(job.output_path)
+    assert job.state == job_mod.READY and os.path.exists(job.output_path)
 
 
 @pytest.mark.parametrize("bad", ["{not json", "[]", json.dumps({"jobs": "x"})])
