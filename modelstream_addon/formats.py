@@ -9,9 +9,13 @@ import urllib.parse
 
 from . import imagefile
 from .errors import DownloadError
+from .tasks import VIEWS
 
-MODEL_OUTPUT_KEYS = ("pbr_model", "model", "base_model")
-VIEWS = ("front", "left", "back", "right")
+# v2 names first, then the v3 names a gateway may pass through.
+MODEL_OUTPUT_KEYS = ("pbr_model", "model", "base_model", "model_url", "pbr_model_url",
+                     "base_model_url")
+IMAGE_OUTPUT_KEYS = ("generated_image", "generated_image_url", "image", "image_url")
+PREVIEW_OUTPUT_KEYS = ("rendered_image", "rendered_image_url")
 _EXTENSIONS = {".glb": "glb", ".fbx": "fbx"}
 
 
@@ -22,24 +26,29 @@ def output_url(value):
     return value if isinstance(value, str) and value.strip() else None
 
 
-def model_url(output):
-    """The first non-empty model URL, in the order the API documents."""
-    for key in MODEL_OUTPUT_KEYS:
-        url = output_url((output or {}).get(key))
+def first_url(output, keys):
+    """The first non-empty URL under `keys`, in their order."""
+    output = output if isinstance(output, dict) else {}
+    for key in keys:
+        url = output_url(output.get(key))
         if url:
             return url
     return None
 
 
+def model_url(output):
+    return first_url(output, MODEL_OUTPUT_KEYS)
+
+
 def image_urls(output, kind):
     """[(name, url)] of the images a task returned. The multiview shape is not documented
     (flat `*_view_url` keys or nested under a key), so URL fields are collected by name."""
-    output = output or {}
+    output = output if isinstance(output, dict) else {}
     if kind == "image":
-        url = output_url(output.get("generated_image"))
+        url = first_url(output, IMAGE_OUTPUT_KEYS)
         return [("generated_image", url)] if url else []
     if kind == "model":
-        url = output_url(output.get("rendered_image"))
+        url = first_url(output, PREVIEW_OUTPUT_KEYS)
         return [("preview", url)] if url else []
     found = {}
 

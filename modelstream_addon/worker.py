@@ -144,31 +144,28 @@ class Worker:
             if self.cancel.is_set():
                 self._stop()
             data = self.client.get_task(task_id, cancel=self.cancel)
-            status = str(data.get("status", "")).lower()
+            status = str(data.get("status", "")).strip().lower()
             if status == "success":
                 return data
             if status in FAILED_STATUSES:
-                reason = data.get("error_msg") or data.get("error_code") or ""
-                text = FAILED_STATUSES[status] + (f" Reason: {reason}." if reason else "")
-                raise errors.TaskFailedError(text, task_id=task_id)
+                raise errors.TaskFailedError(_failure_text(status, data), task_id=task_id)
             now = time.monotonic()
-            if status == "unknown":
+            if status in ONGOING_STATUSES:
+                unknown_since = None
+            else:
+                # 'unknown', or a status nobody has seen yet: keep polling a paid task for a
+                # while, as the official SDK does, then fail quoting it.
                 unknown_since = unknown_since or now
                 if now - unknown_since > settings.unknown_limit:
                     raise errors.TaskFailedError(
-                        f"The service reported status 'unknown' for over "
+                        f"The service reported status {status!r} for over "
                         f"{settings.unknown_limit:.0f} s.", task_id=task_id)
-            elif status in ONGOING_STATUSES:
-                unknown_since = None
-            else:
-                raise errors.TaskFailedError(
-                    f"The service reported an unexpected status {status!r}.", task_id=task_id)
             if now - start > settings.time_limit:
                 raise errors.TaskFailedError(
                     f"Gave up waiting after {settings.time_limit / 60:.0f} min; the task may "
                     "still finish at the service.", task_id=task_id)
             self.post(state=RUNNING if status == "running" else QUEUED, status=status,
-                      progress=int(data.get("progress") or 0),
+                      progress=_progress(data.get("progress")),
                       queuing_num=_number(data.get("queuing_num")),
                       running_left_time=_number(data.get("running_left_time")),
                       message=_status_text(data))
@@ -226,6 +223,27 @@ class Worker:
             os.replace(dest, final)
             images.append((name, final))
         return images
+
+
+CONTENT_POLICY_CODES = (2008, 2018)
+
+
+def _failure_text(status, data):
+    """Why a task ended, from either shape of error field."""
+    code = data.get("error_code")
+    if status == "failed" and code in CONTENT_POLICY_CODES:
+        status = "banned"
+    reason = data.get("error_msg") or data.get("error_message") or code or ""
+    return FAILED_STATUSES[status] + (f" Reason: {reason}." if reason else "")
+
+
+def _progress(value):
+    """0-100 from an int, a float or text like '50%'; anything else is 0."""
+    try:
+        number = float(str(value).strip().rstrip("%"))
+    except ValueError:
+        return 0
+    return int(min(100.0, max(0.0, number))) if number == number else 0
 
 
 def _status_text(data):
