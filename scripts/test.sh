@@ -5,10 +5,11 @@
 # on every wheel. Exits with the first failing wheel's pytest status.
 source "$(dirname "$0")/venv.sh"
 cd "$ROOT"
+read -r -a blenders <<< "${MODELSTREAM_BLENDERS:-5.0 4.2}"
+for blender in "${blenders[@]}"; do check_blender "$blender"; done
 # ruff.toml excludes .venv; the other wheels' venvs too, in or out of a git checkout.
 "$VENV/bin/ruff" check --extend-exclude ".venv-bpy*" .
 
-read -r -a blenders <<< "${MODELSTREAM_BLENDERS:-5.0 4.2}"
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 color=()
@@ -33,7 +34,7 @@ for blender in "${blenders[@]}"; do
     line="$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$blender.log" | grep -v '^\s*$' | tail -n 1)"
     summary+=("Blender $version: $line (exit $code, $((SECONDS - start)) s)")
     if [ "$code" -ne 0 ]; then
-        failed+=("$version")
+        failed+=("Blender $version")
         [ "$status" -ne 0 ] || status=$code
     fi
 done
@@ -41,6 +42,7 @@ done
 echo "=== Summary"
 printf '%s\n' "${summary[@]}"
 if [ "$status" -ne 0 ]; then
-    echo "FAILED on Blender ${failed[*]}" >&2
+    printf -v names '%s, ' "${failed[@]}"
+    echo "FAILED on ${names%, }" >&2
 fi
 exit "$status"

@@ -18,13 +18,17 @@ find_python() {
     exit 1
 }
 
-use_venv() {
-    local blender="$1" requirements="$ROOT/requirements-bpy-$1.txt"
-    if [ ! -f "$requirements" ]; then
-        echo "No $requirements: Blender $blender is not one of the pinned wheels" \
+check_blender() {
+    if [ ! -f "$ROOT/requirements-bpy-$1.txt" ]; then
+        echo "No requirements-bpy-$1.txt: Blender $1 is not one of the pinned wheels" \
             "($(cd "$ROOT" && ls requirements-bpy-*.txt | sed 's/requirements-bpy-//; s/\.txt//' | xargs))" >&2
         exit 2
     fi
+}
+
+use_venv() {
+    local blender="$1" requirements="$ROOT/requirements-bpy-$1.txt"
+    check_blender "$blender"
     VENV="$ROOT/.venv"
     [ "$blender" = 5.0 ] || VENV="$ROOT/.venv-bpy$blender"
     PY="$VENV/bin/python"
