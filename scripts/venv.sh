@@ -1,9 +1,9 @@
-# Sourced by the other scripts: makes .venv with the pinned packages, once per change of
-# requirements-dev.txt. Needs Python 3.11 (the bpy wheel's only Python).
+# Sourced by the other scripts: `use_venv BLENDER` makes (once per change of its pins) and
+# selects the venv of one bpy wheel: 5.0 in .venv, 4.2 in .venv-bpy4.2, 4.5 in
+# .venv-bpy4.5, each from requirements-bpy-<BLENDER>.txt (which includes
+# requirements-dev.txt). Sourcing selects .venv. Needs Python 3.11 (the bpy wheels' only Python).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
-PY="$VENV/bin/python"
 
 find_python() {
     for candidate in "${PYTHON:-}" python3.11 python3; do
@@ -14,17 +14,34 @@ find_python() {
             return
         fi
     done
-    echo "Python 3.11 is required (bpy 5.0.1 supports only 3.11); set PYTHON=/path/to/python3.11" >&2
+    echo "Python 3.11 is required (the bpy wheels support only 3.11); set PYTHON=/path/to/python3.11" >&2
     exit 1
 }
 
-if [ ! -x "$PY" ]; then
-    "$(find_python)" -m venv "$VENV"
-fi
-STAMP="$VENV/.requirements-dev.sha256"
-WANT="$(sha256sum "$ROOT/requirements-dev.txt" | cut -d' ' -f1)"
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-    echo "Installing the pinned dev packages into .venv (bpy is about 1 GB, once)..." >&2
-    "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements-dev.txt" >&2
-    echo "$WANT" > "$STAMP"
-fi
+check_blender() {
+    if [ ! -f "$ROOT/requirements-bpy-$1.txt" ]; then
+        echo "No requirements-bpy-$1.txt: Blender $1 is not one of the pinned wheels" \
+            "($(cd "$ROOT" && ls requirements-bpy-*.txt | sed 's/requirements-bpy-//; s/\.txt//' | xargs))" >&2
+        exit 2
+    fi
+}
+
+use_venv() {
+    local blender="$1" requirements="$ROOT/requirements-bpy-$1.txt"
+    check_blender "$blender"
+    VENV="$ROOT/.venv"
+    [ "$blender" = 5.0 ] || VENV="$ROOT/.venv-bpy$blender"
+    PY="$VENV/bin/python"
+    if [ ! -x "$PY" ]; then
+        "$(find_python)" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.requirements.sha256" want
+    want="$(cat "$ROOT/requirements-dev.txt" "$requirements" | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "Installing the pinned packages into ${VENV#"$ROOT"/} (bpy is about 1 GB, once)..." >&2
+        "$PY" -m pip install --quiet --disable-pip-version-check -r "$requirements" >&2
+        echo "$want" > "$stamp"
+    fi
+}
+
+use_venv 5.0

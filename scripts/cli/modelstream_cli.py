@@ -171,4 +171,14 @@ def _results_stream():
 
 
 if __name__ == "__main__":
-    sys.exit(main(cli_argv()))
+    status = main(cli_argv())
+    if EMBEDDED:
+        sys.exit(status)
+    # The bpy wheel's own clean-up at interpreter exit can crash (4.2.0 segfaults after a
+    # glTF import), turning a finished run's status into a signal: flush, remove Blender's
+    # session temp folder (the one thing that clean-up does that matters here) and leave.
+    for stream in (RESULTS, sys.stdout, sys.stderr):
+        stream.flush()
+    if "bpy" in sys.modules:
+        shutil.rmtree(sys.modules["bpy"].app.tempdir, ignore_errors=True)
+    os._exit(status)
