@@ -114,6 +114,14 @@ class RecordingProxy:
         self._server.server_close()
 
 
+def task_input(service, task_id):
+    """What the service received for a task: its GET answers with the request as `input`."""
+    resp = requests.get(f"{service.url}/tripo/v2/openapi/task/{task_id}",
+                        headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    resp.raise_for_status()
+    return resp.json()["data"]["input"]
+
+
 class Service:
     """A handle on the local service subprocess: its URL and its control endpoints."""
 
