@@ -183,6 +183,7 @@ def test_image_result_chains(blender, tmp_path):
 def test_refine_selected_reads_the_task_id_from_the_empty(blender, service):
     bpy = blender
     assert bpy.ops.modelstream.refine_selected.poll() is False
+    assert bpy.ops.modelstream.generate(prompt="an older stool", face_limit=300) == {'FINISHED'}
     assert bpy.ops.modelstream.generate(prompt="a draft chair", face_limit=300) == {'FINISHED'}
     draft = bpy.context.view_layer.objects.active["modelstream_task_id"]
     assert bpy.ops.modelstream.refine_selected() == {'FINISHED'}
