@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import ADDON, KEY, refused
+from tests.conftest import ADDON, KEY, refused, task_input
 
 
 def scene_state(bpy):
@@ -89,7 +89,7 @@ def test_key_is_never_saved_in_the_blend(blender, tmp_path):
     assert KEY.encode() not in data
 
 
-def test_panel_settings_are_used_when_the_operator_gets_none(blender):
+def test_panel_settings_are_used_when_the_operator_gets_none(blender, service):
     bpy = blender
     settings = bpy.context.scene.modelstream
     settings.prompt = "a blue vase"
@@ -98,6 +98,7 @@ def test_panel_settings_are_used_when_the_operator_gets_none(blender):
     empty = bpy.data.collections["ModelStream"].objects[0].parent or \
         bpy.data.collections["ModelStream"].objects[0]
     assert empty["modelstream_prompt"] == "a blue vase"
+    assert task_input(service, empty["modelstream_task_id"])["face_limit"] == 800
 
 
 def closed_port_url():
@@ -189,13 +190,14 @@ def test_multiview_to_model_from_files_with_a_skipped_slot(blender, service, tmp
     assert service.stats()["requests"]["upload"] == 2
 
 
-def test_refine_model_from_a_draft(blender):
+def test_refine_model_from_a_draft(blender, service):
     bpy = blender
     assert bpy.ops.modelstream.generate(prompt="a draft boat", face_limit=500) == {'FINISHED'}
     draft = model_empty(bpy, "text_to_model")["modelstream_task_id"]
     assert bpy.ops.modelstream.generate(task_type="refine_model",
                                         draft_model_task_id=draft) == {'FINISHED'}
-    assert model_empty(bpy, "refine_model")
+    refined = model_empty(bpy, "refine_model")["modelstream_task_id"]
+    assert task_input(service, refined)["draft_model_task_id"] == draft
 
 
 def test_text_to_image_leaves_tagged_image_datablocks(blender):

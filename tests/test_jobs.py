@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import ADDON, refused, write_png
+from tests.conftest import ADDON, refused, task_input, wait_until, write_png
 
 
 def data_counts(bpy):
@@ -20,8 +20,8 @@ def test_resume_after_a_simulated_restart_imports_the_result(blender, addon, ser
     runtime = addon.runtime
     job = runtime.start_job(bpy.context, {"task_type": "text_to_model", "prompt": "a buoy",
                                           "face_limit": 500})
-    while not job.task_id:
-        runtime.engine().wait(job.id, timeout=0.1)
+    wait_until(lambda: runtime.engine().wait(job.id, timeout=0.1).task_id, 30,
+               "the task was never created")
     addon_utils.disable(ADDON, default_set=True)
     addon_utils.enable(ADDON, default_set=True)
     runtime = addon.runtime
@@ -73,6 +73,20 @@ def test_fit_size_scales_the_empty_not_the_mesh(blender):
     assert tuple(mesh.scale) == (1.0, 1.0, 1.0)
 
 
+@pytest.mark.parametrize("placement, expected", [
+    ('CURSOR', (4.0, -3.0, 2.0)),
+    ('ORIGIN', (0.0, 0.0, 0.0)),
+])
+def test_placement_with_the_cursor_away_from_the_origin(blender, placement, expected):
+    bpy = blender
+    bpy.context.scene.cursor.location = (4.0, -3.0, 2.0)
+    assert bpy.ops.modelstream.generate(prompt="a milestone", face_limit=300,
+                                        placement=placement) == {'FINISHED'}
+    empty = bpy.context.view_layer.objects.active
+    assert empty["modelstream_prompt"] == "a milestone"
+    assert tuple(round(v, 5) for v in empty.matrix_world.translation) == expected
+
+
 def test_smooth_and_flat_shading(blender):
     bpy = blender
     for shading, smooth in (('SMOOTH', True), ('FLAT', False)):
@@ -106,14 +120,16 @@ def test_a_failed_import_leaves_nothing_behind(blender, addon, tmp_path):
     assert data_counts(bpy) == before
 
 
-def test_job_actions(blender, addon, service):
+def test_job_actions(blender, addon, service, capfd):
     bpy = blender
     wm = bpy.context.window_manager
     assert bpy.ops.modelstream.generate(prompt="a mug", face_limit=400) == {'FINISHED'}
     wm.modelstream_job_index = len(wm.modelstream_jobs) - 1
     job = addon.runtime.engine().jobs[wm.modelstream_jobs[-1].job_id]
-    # Headless Blender has no system clipboard to read back; the operator still runs.
+    # Headless Blender's clipboard reads back empty, so the report says what was copied.
+    capfd.readouterr()
     assert bpy.ops.modelstream.copy_task_id() == {'FINISHED'}
+    assert f"Copied {job.task_id}" in "".join(capfd.readouterr())
     os.remove(job.output_path)
     assert bpy.ops.modelstream.import_job() == {'FINISHED'}
     assert job.state == "IMPORTED" and os.path.exists(job.output_path)
@@ -167,10 +183,13 @@ def test_image_result_chains(blender, tmp_path):
 def test_refine_selected_reads_the_task_id_from_the_empty(blender, service):
     bpy = blender
     assert bpy.ops.modelstream.refine_selected.poll() is False
+    assert bpy.ops.modelstream.generate(prompt="an older stool", face_limit=300) == {'FINISHED'}
     assert bpy.ops.modelstream.generate(prompt="a draft chair", face_limit=300) == {'FINISHED'}
+    draft = bpy.context.view_layer.objects.active["modelstream_task_id"]
     assert bpy.ops.modelstream.refine_selected() == {'FINISHED'}
     refined = bpy.context.view_layer.objects.active
     assert refined["modelstream_type"] == "refine_model"
+    assert task_input(service, refined["modelstream_task_id"])["draft_model_task_id"] == draft
 
 
 def test_python_api(blender, addon, service, tmp_path):
@@ -211,8 +230,8 @@ def test_tasks_wait_for_online_access_to_resume(blender, addon, service):
     bpy = blender
     job = addon.runtime.start_job(bpy.context, {"task_type": "text_to_model",
                                                 "prompt": "a lantern", "face_limit": 300})
-    while not job.task_id:
-        addon.runtime.engine().wait(job.id, timeout=0.1)
+    wait_until(lambda: addon.runtime.engine().wait(job.id, timeout=0.1).task_id, 30,
+               "the task was never created")
     addon_utils.disable(ADDON, default_set=True)
     bpy.context.preferences.system.use_online_access = False
     addon_utils.enable(ADDON, default_set=True)
