@@ -77,7 +77,9 @@ class Worker:
                     raise
                 self.post(state=WAITING, message="The service is busy (rate or concurrency "
                           "limit); waiting to send")
-                delay = min(self.settings.poll_max, e.retry_after or delay * 2)
+                # The service's own word wins over our back-off cap (bounded like the client).
+                delay = (min(120.0, e.retry_after) if e.retry_after is not None
+                         else min(self.settings.poll_max, delay * 2))
                 if self.cancel.wait(delay):
                     self._stop()
         self.task_id = task_id

@@ -19,7 +19,7 @@ def closed_port_url():
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-def test_create_get_download(service, tmp_path):
+def test_create_then_get_returns_the_task(service, tmp_path):
     client = ModelStreamClient(KEY, service.url)
     task_id = client.create_task(body())
     data = client.get_task(task_id)
@@ -63,7 +63,7 @@ def test_unknown_task_is_not_found_in_tripo_shape(service):
     assert info.value.trace_id
 
 
-def test_unreachable_service_is_connection_failed_and_resent_safely():
+def test_unreachable_service_is_connection_failed():
     client = ModelStreamClient(KEY, closed_port_url(), max_retries=1, backoff=0.01)
     with pytest.raises(errors.ConnectionFailedError) as info:
         client.create_task(body())

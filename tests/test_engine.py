@@ -8,7 +8,7 @@ import pytest
 
 from modelstream_addon import engine as engine_mod
 from modelstream_addon import job as job_mod
-from modelstream_addon import tasks, worker
+from modelstream_addon import tasks
 from modelstream_addon.client import ModelStreamClient
 from tests.conftest import KEY
 
@@ -78,16 +78,6 @@ def test_cancel_stops_all_requests(service, engine):
     assert service.stats()["requests"] == before
 
 
-def test_poll_delay_follows_running_left_time():
-    slow = worker.Settings("unused", poll_min=2.0, poll_max=30.0)
-    assert worker.poll_delay(slow, {"running_left_time": 10}, 0) == 5.0
-    assert worker.poll_delay(slow, {"running_left_time": 1}, 0) == 2.0
-    assert worker.poll_delay(slow, {"running_left_time": 3}, 0) == 3.0
-    assert worker.poll_delay(slow, {"running_left_time": 5}, 0) == 2.5
-    assert worker.poll_delay(slow, {"running_left_time": 600}, 0) == 30.0
-    assert worker.poll_delay(slow, {"running_left_time": -1}, 0) == 2.0
-    assert worker.poll_delay(slow, {}, 3) == pytest.approx(6.75)
-    assert worker.poll_delay(slow, {}, 20) == 30.0
 
 
 def test_unreachable_service_fails_cleanly(engine):

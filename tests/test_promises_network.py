@@ -54,11 +54,7 @@ def test_the_client_waits_as_long_as_retry_after_says(service, proxy, form):
     assert service.stats()["tasks_created"] == 1
 
 
-@pytest.mark.parametrize("poll_max", [
-    30.0,
-    pytest.param(0.5, marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 12: the engine caps Retry-After at poll_max; remove this mark with the fix"))),
-])
+@pytest.mark.parametrize("poll_max", [30.0, 0.5])
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
 def test_the_engine_waits_as_long_as_retry_after_says(service, proxy, tmp_path, form,
                                                       poll_max):

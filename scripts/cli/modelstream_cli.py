@@ -15,6 +15,7 @@ Exit status: 0 all done, 1 a task or row failed, 2 bad usage or setup, 130 inter
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -172,7 +173,7 @@ def _results_stream():
 
 if __name__ == "__main__":
     status = main(cli_argv())
-    if EMBEDDED:
+    if cli_addon.EMBEDDED:
         sys.exit(status)
     # The bpy wheel's own clean-up at interpreter exit can crash (4.2.0 segfaults after a
     # glTF import), turning a finished run's status into a signal: flush, remove Blender's
