@@ -10,7 +10,7 @@ from modelstream_addon import engine as engine_mod
 from modelstream_addon import job as job_mod
 from modelstream_addon import tasks
 from modelstream_addon.client import ModelStreamClient
-from tests.conftest import KEY
+from tests.conftest import KEY, wait_until
 
 BODY = {"type": "text_to_model", "prompt": "a tiny robot", "face_limit": 600,
         "texture": True}
@@ -57,18 +57,12 @@ def test_final_statuses_fail_with_a_message(service, engine, status):
     assert status in job.error or "content policy" in job.error
 
 
-def test_unexpected_status_is_quoted(service, engine):
-    service.faults(next_status="melted")
-    job = engine.submit(ModelStreamClient(KEY, service.url), BODY)
-    engine.wait(job.id, timeout=30)
-    assert job.state == job_mod.FAILED
-    assert "'melted'" in job.error
 
 
 def test_cancel_stops_all_requests(service, engine):
     job = engine.submit(ModelStreamClient(KEY, service.url), BODY)
-    while not job.task_id:
-        engine.wait(job.id, timeout=0.1)
+    wait_until(lambda: engine.wait(job.id, timeout=0.1).task_id, 30,
+               "the task was never created")
     engine.cancel(job.id)
     assert job.state == job_mod.CANCELLED
     assert "no cancel endpoint" in job.message
@@ -204,7 +198,8 @@ def test_faults_end_in_a_result_or_a_clear_error_never_a_duplicate(
     if words:
         assert words in job.error
     stats = service.stats()
-    assert stats["tasks_created"] <= 1
+    assert stats["tasks_created"] == (
+        0 if faults.get("fail_create", {}).get("status") in (500, "reset_before") else 1)
     if outcome == "FAILED":
         assert not job.output_path or not os.path.exists(job.output_path)
         assert not [f for f in os.listdir(engine.download_dir) if f.endswith(".glb")]

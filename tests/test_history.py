@@ -10,7 +10,7 @@ from modelstream_addon import engine as engine_mod
 from modelstream_addon import history
 from modelstream_addon import job as job_mod
 from modelstream_addon.client import ModelStreamClient
-from tests.conftest import KEY
+from tests.conftest import KEY, wait_until
 
 BODY = {"type": "text_to_model", "prompt": "a small crate", "face_limit": 400}
 
@@ -42,8 +42,8 @@ def test_every_job_is_recorded_without_the_key(service, tmp_path):
 def test_resume_after_a_restart_finishes_the_task(service, tmp_path):
     first = make_engine(tmp_path)
     job = first.submit(client(service), BODY)
-    while not job.task_id:
-        first.wait(job.id, timeout=0.1)
+    wait_until(lambda: first.wait(job.id, timeout=0.1).task_id, 30,
+               "the task was never created")
     first.shutdown()
     assert not job.done
     second = make_engine(tmp_path)
