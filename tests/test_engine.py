@@ -188,7 +188,6 @@ def test_quad_returns_fbx(service, engine):
     ({"next_status": "banned"}, "FAILED", "banned"),
     ({"next_status": "expired"}, "FAILED", "expired"),
     ({"unknown_for": 1.0}, "READY", None),
-    ({"next_status": "teleported"}, "FAILED", "'teleported'"),
 ])
 def test_faults_end_in_a_result_or_a_clear_error_never_a_duplicate(
         service, engine, faults, outcome, words):
