@@ -201,7 +201,7 @@ def test_python_api(blender, addon, service, tmp_path):
     results = api.wait(ids)
     assert [r.ok for r in results] == [True] * 3
     with pytest.raises(api.ValidationError, match="face_limit"):
-        api.submit(prompt="a cup", face_limit=0)
+        api.submit(prompt="a cup", face_limit=-1)
     with pytest.raises(api.ValidationError, match="colour"):
         api.submit(prompt="a cup", colour="red")
     service.faults(next_status="banned")
