@@ -7,17 +7,17 @@ service, so a user is never charged twice.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import logging
 import os
 import random
 import time
+import urllib.parse
 
 import requests
 import urllib3.exceptions
 
-from . import errors
+from . import errors, netguard
 
 log = logging.getLogger("modelstream")
 
@@ -66,14 +66,11 @@ def parse_retry_after(value, now=None):
     return max(0.0, when.timestamp() - now)
 
 
-def error_from_response(resp, task_id=None):
-    """Build the typed error for a non-success reply, from either error shape."""
+def error_from_response(resp, task_id=None, body=None, key=""):
+    """Build the typed error for a non-success reply, from either error shape; the key is
+    scrubbed from anything the service says."""
     trace_id = resp.headers.get("X-Tripo-Trace-ID")
     message = code = param = suggestion = None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict):
@@ -85,6 +82,7 @@ def error_from_response(resp, task_id=None):
         message = f"HTTP {resp.status_code} {resp.reason or ''}".strip()
     if suggestion:
         message = f"{message} ({suggestion})"
+    message = netguard.scrub(message, key)
     try:
         numeric = int(code)
     except (TypeError, ValueError):
@@ -124,7 +122,7 @@ class ModelStreamClient:
 
     def __init__(self, api_key, base_url=DEFAULT_BASE_URL, *, connect_timeout=10.0,
                  read_timeout=60.0, max_retries=4, backoff=1.0, proxy="system", proxy_url="",
-                 ca_bundle=""):
+                 ca_bundle="", download_deadline=900.0):
         if not api_key or not api_key.strip():
             raise errors.ConfigError(
                 "No API key: set the MODELSTREAM_API_KEY environment variable or "
@@ -133,7 +131,8 @@ class ModelStreamClient:
         if not base_url.startswith(("http://", "https://")):
             raise errors.ConfigError(
                 f"Base URL must start with http:// or https://, got {base_url!r}.")
-        self._key = api_key.strip()
+        self._key = netguard.check_key(api_key.strip())
+        self.download_deadline = download_deadline
         self.base_url = base_url
         self.timeout = (connect_timeout, read_timeout)
         self.max_retries = max_retries
@@ -167,7 +166,13 @@ class ModelStreamClient:
         """One request; transport failures become typed errors without the key."""
         try:
             resp = self._session.request(method, url, headers=self._auth(),
-                                         timeout=self.timeout, **kw)
+                                         timeout=self.timeout, stream=True, **kw)
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidJSONError,
+                requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                ValueError) as e:
+            raise errors.NotSentError(
+                f"The request could not be built ({type(e).__name__}); it was not sent.",
+                task_id=task_id) from None
         except requests.exceptions.SSLError as e:
             raise errors.ConnectionFailedError(
                 f"TLS/certificate error talking to {self.base_url}: {_short(e)}. Behind a "
@@ -185,20 +190,31 @@ class ModelStreamClient:
             raise errors.ReadTimeoutError(
                 f"No answer from {self.base_url} ({type(e).__name__}).",
                 task_id=task_id) from None
+        with resp:
+            body, problem = self._read(resp)
         if resp.status_code >= 400:
-            raise error_from_response(resp, task_id)
-        try:
-            body = resp.json()
-        except ValueError:
-            raise errors.ServiceError(
-                f"ModelStream answered HTTP {resp.status_code} with a body that is not JSON.",
-                trace_id=resp.headers.get("X-Tripo-Trace-ID"), task_id=task_id) from None
-        if not isinstance(body, dict):
-            raise errors.ServiceError("ModelStream answered with unexpected JSON.",
-                                      task_id=task_id)
+            raise error_from_response(resp, task_id, body, self._key)
+        if problem or not isinstance(body, dict):
+            # A 200 to a create that cannot be read may still have created the task.
+            cls = errors.RequestUncertainError if creates else errors.ServiceError
+            raise cls(f"ModelStream answered HTTP {resp.status_code} with a reply that "
+                      f"cannot be read ({problem or 'not a JSON object'}).",
+                      trace_id=resp.headers.get("X-Tripo-Trace-ID"), task_id=task_id)
         if body.get("code") not in (0, None) or isinstance(body.get("error"), dict):
-            raise error_from_response(resp, task_id)
+            raise error_from_response(resp, task_id, body, self._key)
         return body, resp.headers.get("X-Tripo-Trace-ID")
+
+    @staticmethod
+    def _read(resp):
+        """(parsed body or None, why not): capped in size, bounded in depth."""
+        try:
+            return netguard.parse_reply(netguard.read_capped(resp)), ""
+        except errors.ServiceError as e:
+            return None, e.detail
+        except ValueError as e:
+            return None, str(e)[:120]
+        except requests.exceptions.RequestException as e:
+            return None, f"the reply broke off: {type(e).__name__}"
 
     def _retrying(self, send, cancel, retry_if):
         for attempt in range(self.max_retries + 1):
@@ -260,24 +276,46 @@ class ModelStreamClient:
 
     def check(self, cancel=None):
         """Check the base URL and key without creating a task: GET an id that cannot
-        exist. 'Not found' proves the service answered and accepted the key."""
-        with contextlib.suppress(errors.NotFoundError):
+        exist. Only the API's own 'task not found' (code 2001) proves the service checked
+        the key; a host answering 404 to everything proves nothing."""
+        try:
             self.get_task("modelstream-connection-check", cancel=cancel)
-        return f"Reached {self.base_url} and the API key was accepted."
+        except errors.NotFoundError as e:
+            if str(e.code) == "2001":
+                return f"Reached {self.base_url} and the API key was accepted."
+            raise errors.ConfigError(
+                f"{self.base_url} answered, but not as the ModelStream API does (HTTP "
+                f"{e.status}): check the base URL.") from None
+        raise errors.ConfigError(f"{self.base_url} answered a task that cannot exist: check "
+                                 "the base URL.")
 
     def download(self, url, dest, *, cancel=None, max_bytes=DEFAULT_MAX_DOWNLOAD,
                  task_id=None):
         """Stream `url` to `dest`; transient failures are retried, bounded."""
+        netguard.check_download_url(url, self.base_url, task_id)
         return self._retrying(
             lambda: self._download_once(url, dest, cancel, max_bytes, task_id), cancel,
             lambda e: e.retryable)
+
+    def _redirect_check(self, task_id):
+        """Every hop of a redirected result link obeys the same address rules."""
+        def check(resp, *args, **kwargs):
+            if resp.is_redirect:
+                netguard.check_download_url(
+                    urllib.parse.urljoin(resp.url, resp.headers.get("Location", "")),
+                    self.base_url, task_id)
+        return check
 
     def _download_once(self, url, dest, cancel, max_bytes, task_id):
         """Write via a .part file, renamed only when whole; the key never goes to file
         hosts (output URLs are signed links on other hosts)."""
         part = dest + ".part"
+        deadline = time.monotonic() + self.download_deadline
+        watchdog = None
         try:
-            with self._session.get(url, stream=True, timeout=self.timeout) as resp:
+            with self._session.get(url, stream=True, timeout=self.timeout,
+                                   hooks={"response": self._redirect_check(task_id)}) as resp, \
+                    netguard.Watchdog(resp, cancel, deadline, time.monotonic) as watchdog:
                 if resp.status_code >= 400:
                     expired = resp.status_code in (403, 404, 410)
                     raise errors.DownloadError(
@@ -302,16 +340,27 @@ class ModelStreamClient:
                                 f"The result is over the {max_bytes}-byte limit.",
                                 task_id=task_id)
                         f.write(chunk)
-            if expected is not None and size != expected:
+                wire = resp.raw.tell()  # bytes on the wire: gzip-encoded ones count as sent
+            if expected is not None and wire != expected:
                 raise errors.DownloadError(
-                    f"The download was cut short ({size} of {expected} bytes).",
+                    f"The download was cut short ({wire} of {expected} bytes).",
                     task_id=task_id, retryable=True)
             os.replace(part, dest)
             return size
-        except requests.exceptions.ChunkedEncodingError:
-            raise errors.DownloadError("The download was cut short: the connection broke.",
-                                       task_id=task_id, retryable=True) from None
-        except requests.exceptions.RequestException as e:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                OSError, AttributeError, ValueError) as e:
+            stopped = watchdog.reason if watchdog is not None else ""
+            if stopped == "cancelled":
+                raise errors.CancelledError("Cancelled.", task_id=task_id) from None
+            if stopped == "deadline":
+                raise errors.DownloadError(
+                    f"The download took longer than {self.download_deadline:.0f} s (the "
+                    "Download Time Limit setting); stopped.", task_id=task_id) from None
+            if isinstance(e, requests.exceptions.ChunkedEncodingError):
+                raise errors.DownloadError("The download was cut short: the connection "
+                                           "broke.", task_id=task_id, retryable=True) from None
+            if not isinstance(e, requests.exceptions.RequestException):
+                raise
             raise errors.DownloadError(f"Downloading the result failed: {_short(e)}.",
                                        task_id=task_id, retryable=True) from None
         finally:

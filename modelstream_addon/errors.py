@@ -100,6 +100,13 @@ class RequestUncertainError(ModelStreamError):
             "trying again.")
 
 
+class NotSentError(ModelStreamError):
+    """The request failed before anything was sent (a bad header or body): nothing was
+    created, so nothing can have been charged."""
+
+    hint = "Nothing was sent, so nothing was charged."
+
+
 class ReadTimeoutError(ModelStreamError):
     """A read timed out after the request was sent."""
 

@@ -56,6 +56,10 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
     max_history: IntProperty(
         name="History Size", default=200, min=10, max=5000, update=_engine_setting,
         description="Finished jobs kept in the history; the oldest go with their files")
+    download_time_limit: FloatProperty(
+        name="Download Time Limit", default=900.0, min=10.0, max=7200.0, unit='TIME_ABSOLUTE',
+        description="Stop a download that takes longer than this in all, however slowly "
+        "the host keeps sending")
     max_download_mb: IntProperty(name="Max Download (MB)", default=512, min=1, max=8192,
                                  update=_engine_setting,
                                  description="Refuse results larger than this")
@@ -80,7 +84,9 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
         row = col.row(align=True)
         row.prop(self, "max_concurrent")
         row.prop(self, "max_history")
-        col.prop(self, "max_download_mb")
+        row = col.row(align=True)
+        row.prop(self, "max_download_mb")
+        row.prop(self, "download_time_limit")
         box = layout.box()
         box.label(text="Network", icon='WORLD')
         box.prop(self, "proxy")
@@ -112,7 +118,8 @@ def make_client(context=None):
         os.environ.get(URL_ENV, "").strip() or prefs.base_url,
         connect_timeout=prefs.connect_timeout, read_timeout=prefs.read_timeout,
         proxy=prefs.proxy.lower(), proxy_url=prefs.proxy_url.strip(),
-        ca_bundle=bpy.path.abspath(prefs.ca_bundle) if prefs.ca_bundle else "")
+        ca_bundle=bpy.path.abspath(prefs.ca_bundle) if prefs.ca_bundle else "",
+        download_deadline=prefs.download_time_limit)
 
 
 def register():

@@ -138,8 +138,8 @@ def _extra(opts, body):
     if not text:
         return
     try:
-        extra = json.loads(text)
-    except ValueError as e:
+        extra = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
         raise ValidationError("extra_params", f"not valid JSON: {e}.") from None
     if not isinstance(extra, dict):
         raise ValidationError("extra_params", 'must be a JSON object, e.g. {"model_seed": 1}.')
@@ -155,6 +155,11 @@ def _extra(opts, body):
         raise ValidationError("extra_params", "must not name a local file; pick images with "
                               "the image options.")
     body.update(extra)
+
+
+def _no_constant(name):
+    """NaN and Infinity are not JSON: the body could not even be sent."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _names_a_local_file(value):
