@@ -1,0 +1,142 @@
+"""Every keeper an asset: a result saved as one .blend in the "ModelStream" asset library,
+with tags, provenance and a catalog per task type, so it can be dragged from the
+Asset Browser into any file later. Uses Blender's own asset machinery, no parallel UI.
+
+The library is registered on first use under the extension's user folder and shows in
+Preferences > File Paths > Asset Libraries, where the user may point it elsewhere.
+"""
+
+import os
+import re
+import uuid
+
+import bpy
+
+from . import errors, tasks
+
+LIBRARY_NAME = "ModelStream"
+CATALOG_FILE = "blender_assets.cats.txt"
+_CATALOG_NAMESPACE = uuid.UUID("6f1c2b8e-4d0a-4d6b-9a55-0d7f3c1e2a90")
+_STOP_WORDS = frozenset(("and", "the", "with", "for", "from"))  # 3+ letters only
+
+
+def catalog_id(task_type):
+    """The same catalog for a task type in every library and session."""
+    return str(uuid.uuid5(_CATALOG_NAMESPACE, task_type))
+
+
+def library_dir(context=None):
+    """The ModelStream library's folder, registering the library on first use."""
+    context = context or bpy.context
+    libraries = context.preferences.filepaths.asset_libraries
+    found = libraries.get(LIBRARY_NAME)
+    if found is None:
+        path = bpy.utils.extension_path_user(__package__, path="library", create=True)
+        found = libraries.new(name=LIBRARY_NAME, directory=path)
+    os.makedirs(bpy.path.abspath(found.path), exist_ok=True)
+    _write_catalogs(bpy.path.abspath(found.path))
+    return bpy.path.abspath(found.path)
+
+
+def _write_catalogs(folder):
+    """One catalog per task type, kept if the user has added their own."""
+    path = os.path.join(folder, CATALOG_FILE)
+    lines = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    if not lines:
+        lines = ["# Blender asset catalog definitions, written by ModelStream.", "VERSION 1", ""]
+    known = {line.split(":", 1)[0] for line in lines if ":" in line}
+    for task_type in tasks.TASK_TYPES:
+        if catalog_id(task_type) not in known:
+            label = task_type.replace("_", " ").title()
+            lines.append(f"{catalog_id(task_type)}:{LIBRARY_NAME}/{label}:{label}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def tags_for(prompt, task_type, limit=12):
+    words = [w for w in re.findall(r"[^\W\d_]{3,}", prompt.lower()) if w not in _STOP_WORDS]
+    return list(dict.fromkeys([*words[:limit], task_type]))
+
+
+def result_root(obj):
+    """The Empty a result was imported under (it carries the task id), or None."""
+    while obj is not None and "modelstream_task_id" not in obj:
+        obj = obj.parent
+    return obj if obj is not None and obj.type == 'EMPTY' else None
+
+
+def save(context, root):
+    """Write `root`'s hierarchy as an asset .blend into the library; returns its path.
+    The open file is left as it was (images are packed so the asset carries them)."""
+    objects = [root, *root.children_recursive]
+    task_id = str(root["modelstream_task_id"])
+    task_type = str(root.get("modelstream_type", ""))
+    prompt = str(root.get("modelstream_prompt", ""))
+    for obj in objects:
+        for slot in getattr(obj, "material_slots", ()):
+            tree = getattr(slot.material, "node_tree", None)
+            for node in tree.nodes if tree else ():
+                image = getattr(node, "image", None)
+                if image is not None and image.packed_file is None and image.source == 'FILE':
+                    image.pack()
+    folder = library_dir(context)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", tasks.safe_name(prompt or task_type)).strip("._")
+    path = os.path.join(folder, f"{stem or 'model'}_{re.sub(r'[^A-Za-z0-9]', '', task_id)[:8]}"
+                                ".blend")
+    if os.path.dirname(os.path.realpath(path)) != os.path.realpath(folder):
+        raise errors.ConfigError(f"Refusing to write outside the library folder {folder}.")
+    coll = bpy.data.collections.new(tasks.safe_name(prompt or task_type, 60) or "ModelStream")
+    try:
+        for obj in objects:
+            coll.objects.link(obj)
+        coll.asset_mark()
+        data = coll.asset_data
+        data.description = prompt
+        data.catalog_id = catalog_id(task_type) if task_type in tasks.TASK_TYPES else ""
+        for tag in tags_for(prompt, task_type):
+            data.tags.new(tag, skip_if_exists=True)
+        for key in ("modelstream_task_id", "modelstream_type", "modelstream_prompt",
+                    "modelstream_seed"):
+            if key in root:
+                data[key] = root[key]
+        bpy.data.libraries.write(path, {coll}, fake_user=True, compress=True)
+    finally:
+        bpy.data.collections.remove(coll)
+    return path
+
+
+class MODELSTREAM_OT_save_to_library(bpy.types.Operator):
+    """Save the selected generated model to the ModelStream asset library (one .blend
+    with a preview, tags and its task id), to drag into any file later"""
+
+    bl_idname = "modelstream.save_to_library"
+    bl_label = "Save to Library"
+
+    @classmethod
+    def poll(cls, context):
+        if result_root(context.active_object) is None:
+            cls.poll_message_set("Select a model generated by ModelStream")
+            return False
+        return True
+
+    def execute(self, context):
+        from .operators import fail
+
+        root = result_root(context.active_object)
+        try:
+            path = save(context, root)
+        except (errors.ModelStreamError, OSError, RuntimeError) as e:
+            return fail(self, context, f"Saving to the library failed: {e}")
+        self.report({'INFO'}, f"Saved {root.name} to the {LIBRARY_NAME} library: {path}")
+        return {'FINISHED'}
+
+
+def register():
+    bpy.utils.register_class(MODELSTREAM_OT_save_to_library)
+
+
+def unregister():
+    bpy.utils.unregister_class(MODELSTREAM_OT_save_to_library)

@@ -1,0 +1,67 @@
+"""Save to Library (issue 13): a result becomes an asset .blend that a fresh Blender lists
+with its preview, tags, catalog and provenance, and that appends with its mesh and
+textures and no missing files."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+READ = """
+import json, sys, bpy
+path = sys.argv[1]
+with bpy.data.libraries.load(path, assets_only=True) as (src, dst):
+    listed = [str(name) for name in src.collections]
+    dst.collections = list(listed)
+coll = dst.collections[0]
+data = coll.asset_data
+meshes = [o for o in coll.all_objects if o.type == 'MESH']
+bpy.ops.file.find_missing_files(directory="/nonexistent")
+print("FOUND " + json.dumps({
+    "listed": listed, "tags": [t.name for t in data.tags], "catalog": data.catalog_id,
+    "description": data.description, "task_id": data.get("modelstream_task_id"),
+    "meshes": len(meshes), "faces": sum(len(o.data.polygons) for o in meshes),
+    "images": [(i.name, i.packed_file is not None) for i in bpy.data.images
+               if i.source == 'FILE'],
+}))
+"""
+
+
+def read_asset(path):
+    proc = subprocess.run([sys.executable, "-c", READ, path], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("FOUND "))
+    return json.loads(line[len("FOUND "):])
+
+
+def test_save_to_library_makes_an_asset_a_fresh_blender_can_use(blender, addon, service):
+    bpy = blender
+    assert bpy.ops.modelstream.generate(prompt="a carved wooden chair", face_limit=400,
+                                        texture=True) == {'FINISHED'}
+    root = bpy.context.view_layer.objects.active
+    before = (len(bpy.data.collections), len(bpy.data.objects))
+    assert bpy.ops.modelstream.save_to_library() == {'FINISHED'}
+    assert (len(bpy.data.collections), len(bpy.data.objects)) == before  # file unchanged
+    library = bpy.context.preferences.filepaths.asset_libraries[addon.library.LIBRARY_NAME]
+    folder = bpy.path.abspath(library.path)
+    assert "modelstream_addon" in folder
+    [path] = [p for p in __import__("glob").glob(f"{folder}/*.blend")
+              if root["modelstream_task_id"][:8] in p]
+    found = read_asset(path)
+    assert len(found["listed"]) == 1
+    assert {"carved", "wooden", "chair", "text_to_model"} <= set(found["tags"])
+    assert found["catalog"] == addon.library.catalog_id("text_to_model")
+    assert found["description"] == "a carved wooden chair"
+    assert found["task_id"] == root["modelstream_task_id"]
+    assert found["meshes"] >= 1 and found["faces"] > 0
+    assert found["images"] and all(packed for _, packed in found["images"])
+    with open(f"{folder}/{addon.library.CATALOG_FILE}", encoding="utf-8") as f:
+        assert addon.library.catalog_id("text_to_model") in f.read()
+
+
+def test_save_to_library_needs_a_generated_model(blender):
+    bpy = blender
+    bpy.ops.mesh.primitive_cube_add()
+    assert not bpy.ops.modelstream.save_to_library.poll()
