@@ -182,9 +182,10 @@ def fbx_polygon_sizes(data: bytes) -> list[int]:
     return sizes
 
 
-def views(output: dict, kind: str) -> dict:
-    assert set(output) == {kind}
-    views = output[kind]
+def views(output: dict) -> dict:
+    """The four view URLs, nested under generate_multiview_image for generate and edit alike."""
+    assert set(output) == {"generate_multiview_image"}
+    views = output["generate_multiview_image"]
     assert set(views) == {"front_view_url", "left_view_url", "back_view_url", "right_view_url"}
     return views
 
