@@ -108,7 +108,7 @@ class Task:
         if self.kind not in MODEL_TYPES:
             return 10 if self.kind in MULTIVIEW_IMAGE_TYPES else 5
         textured = self.option("texture", True) or self.pbr
-        detailed = self.option("texture_quality") == "detailed"
+        detailed = self.option("texture_quality") in ("detailed", "extreme")
         return 10 + 10 * textured + 10 * detailed
 
     def seed(self) -> str:

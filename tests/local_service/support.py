@@ -23,6 +23,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "local_service"
 KEY = "sk-local-modelstream"
+SDK_KEY = "tsk_local_sdk"  # Tripo's SDK takes only keys that start with tsk_
 AUTH = {"Authorization": f"Bearer {KEY}"}
 LATENCY = 1.0
 
