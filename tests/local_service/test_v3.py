@@ -35,8 +35,9 @@ def v3_get(url, task_id):
 
 
 def v3_wait(url, task_id, timeout=10.0):
+    """Poll until the task is final (`unknown` is not: the SDK keeps polling it too)."""
     deadline = time.monotonic() + timeout
-    while (view := v3_get(url, task_id))["status"] in ("queued", "running"):
+    while (view := v3_get(url, task_id))["status"] in ("queued", "running", "unknown"):
         assert time.monotonic() < deadline, f"v3 task {task_id} still {view['status']}"
         time.sleep(0.05)
     return view
