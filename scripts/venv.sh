@@ -4,6 +4,9 @@
 # requirements-dev.txt). Sourcing selects .venv. Needs Python 3.11 (the bpy wheels' only Python).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The last v2 client of Tripo's official SDK. The venv has 1.0.0 (requirements-dev.txt), so
+# this one goes apart, into $VENV/sdk-0.4.2: the local service's tests run it from there.
+TRIPO_V2_SDK="tripo3d==0.4.2"
 
 find_python() {
     for candidate in "${PYTHON:-}" python3.11 python3; do
@@ -36,10 +39,14 @@ use_venv() {
         "$(find_python)" -m venv "$VENV"
     fi
     local stamp="$VENV/.requirements.sha256" want
-    want="$(cat "$ROOT/requirements-dev.txt" "$requirements" | sha256sum | cut -d' ' -f1)"
+    want="$( (cat "$ROOT/requirements-dev.txt" "$requirements"; echo "$TRIPO_V2_SDK") |
+        sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "Installing the pinned packages into ${VENV#"$ROOT"/} (bpy is about 1 GB, once)..." >&2
         "$PY" -m pip install --quiet --disable-pip-version-check -r "$requirements" >&2
+        rm -rf "$VENV/sdk-0.4.2"
+        "$PY" -m pip install --quiet --disable-pip-version-check --no-deps \
+            --target "$VENV/sdk-0.4.2" "$TRIPO_V2_SDK" >&2
         echo "$want" > "$stamp"
     fi
 }

@@ -9,6 +9,23 @@ from __future__ import annotations
 DEFAULT_KEY = "sk-local-modelstream"
 TASK_PATH = "/tripo/v2/openapi/task"
 UPLOAD_PATH = "/tripo/v2/openapi/upload"
+BALANCE_PATH = "/tripo/v2/openapi/user/balance"
+
+# Tripo API v3 (the official SDK 1.0.0): the route names the task, there is no `type` field.
+V3_GENERATION = "/v3/generation/"
+V3_ROUTES = {
+    "text-to-model": "text_to_model", "image-to-model": "image_to_model",
+    "multiview-to-model": "multiview_to_model", "text-to-image": "text_to_image",
+    "image-to-image": "generate_image", "image-to-multiview": "generate_multiview_image",
+    "edit-multiview": "edit_multiview_image",
+}
+V3_TASKS = "/v3/tasks"
+V3_FILES = "/v3/files"
+V3_BALANCE = "/v3/account/balance"
+V3_MAX_UPLOAD = 50 * 1024 * 1024
+APIS = ("v2", "v3", "both")  # which paths answer: ModelStream's v2, Tripo's v3, or both
+OUTPUTS = ("v2", "v3")  # the shape of results on the v2 paths (v3: a gateway passing through)
+DEFAULT_CREDITS = 1_000_000
 TASK_TYPES = (
     "text_to_model", "image_to_model", "multiview_to_model", "refine_model", "text_to_image",
     "generate_image", "generate_multiview_image", "edit_multiview_image",
@@ -18,6 +35,8 @@ DRAFT_TYPES = MODEL_TYPES[:3]  # what refine_model takes
 MULTIVIEW_IMAGE_TYPES = ("generate_multiview_image", "edit_multiview_image")
 FILE_TYPES = ("jpg", "jpeg", "png", "webp")
 MULTIVIEW_OUTPUTS = ("nested", "flat")
+MULTIVIEW_KEY = "generate_multiview_image"  # both multiview image tasks nest their views here
+IMAGE_TYPES = ("text_to_image", "generate_image")  # tasks whose id v3 takes as an `input`
 MAX_PROMPT = 1024
 
 # Gateway error shape for injected HTTP statuses: (type, code).
@@ -29,12 +48,40 @@ GATEWAY_ERRORS = {
 }
 
 
+# Tripo's own error codes for the same statuses, on the v3 paths (Tripo answers directly).
+TRIPO_CODES = {401: 1002, 402: 2010, 403: 2010, 404: 2001, 429: 1007}
+CONTENT_POLICY_CODES = (2008, 2018)
+
+
+def tripo_error(status: int, message: str, param: str | None = None,
+                code: int | None = None) -> dict:
+    """Tripo's error body {code, message, suggestion}; `param` names the field of a 400."""
+    code = code or TRIPO_CODES.get(status, 1000 if status >= 500 else 1004)
+    body = {"code": code, "message": message, "suggestion": _SUGGESTIONS.get(code, "")}
+    if param is not None:
+        body["param"] = param
+    return body
+
+
+_SUGGESTIONS = {1002: "check the API key", 1004: "check the request parameters",
+                1007: "slow down and try again", 2000: "wait for a task to finish",
+                2001: "check the task id", 2010: "top up the account's credits"}
+
+
 class RequestError(Exception):
     """A 400 for the gateway's error shape, naming the offending field."""
 
     def __init__(self, message: str, param: str | None):
         super().__init__(message)
         self.param = param
+
+
+class Refused(Exception):
+    """A create the service turns down before any task exists: (HTTP status, Tripo code)."""
+
+    def __init__(self, status: int, code: int, message: str):
+        super().__init__(message)
+        self.status, self.code = status, code
 
 
 def gateway_error(message: str, type_: str, code: str, param: str | None = None) -> dict:

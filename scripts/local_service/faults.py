@@ -8,9 +8,18 @@ import math
 import threading
 import time
 
-from .api import GATEWAY_ERRORS, MULTIVIEW_OUTPUTS, RequestError, gateway_error
+from .api import (
+    APIS,
+    GATEWAY_ERRORS,
+    MULTIVIEW_OUTPUTS,
+    OUTPUTS,
+    RequestError,
+    gateway_error,
+    tripo_error,
+)
 
-COUNTED_FAULTS = ("fail_create", "fail_get", "truncate_download", "corrupt_glb", "expire_url")
+HTTP_FAULTS = ("fail_create", "fail_get", "fail_balance")
+COUNTED_FAULTS = HTTP_FAULTS + ("truncate_download", "corrupt_glb", "expire_url")
 HIT_COUNTERS = COUNTED_FAULTS + ("next_status", "slow_get", "unknown_for", "max_in_flight",
                                   "pad_glb_mb")
 RESETS = ("reset", "reset_before", "reset_after")
@@ -67,8 +76,8 @@ def parse(body) -> tuple[dict, dict]:
         raise RequestError("faults must be a JSON object", None)
     unknown = set(body) - {"reset", "delay", "slow", "slow_get", "count", "next_status",
                            "error_code", "error_msg", "unknown_for", "max_in_flight",
-                           "pad_glb_mb",
-                           "upload", "data_urls", "multiview_output", *COUNTED_FAULTS}
+                           "pad_glb_mb", "upload", "data_urls", "multiview_output", "api",
+                           "outputs", "partial_edit", "balance", "credits", *COUNTED_FAULTS}
     if unknown:
         name = sorted(unknown)[0]
         raise RequestError(f"unknown fault '{name}'", name)
@@ -97,7 +106,7 @@ def parse(body) -> tuple[dict, dict]:
             "count": 1, "status": status, "error_code": body.get("error_code", 1000),
             "error_msg": body.get("error_msg", "generation failed (local fault injection)"),
             "explicit_error": "error_code" in body or "error_msg" in body}
-    for name in ("fail_create", "fail_get"):
+    for name in HTTP_FAULTS:
         if name in body:
             updates[name] = _http_fault(name, body[name])
     for name in ("truncate_download", "corrupt_glb", "expire_url"):
@@ -115,16 +124,19 @@ def parse(body) -> tuple[dict, dict]:
             raise RequestError("'max_in_flight' must be a task count (0 or null: no limit)",
                                "max_in_flight")
         settings["max_in_flight"] = limit or 0
-    for name in ("upload", "data_urls"):
+    for name in ("upload", "data_urls", "partial_edit", "balance"):
         if name in body:
             if not isinstance(body[name], bool):
                 raise RequestError(f"'{name}' must be true or false", name)
             settings[name] = body[name]
-    if "multiview_output" in body:
-        if body["multiview_output"] not in MULTIVIEW_OUTPUTS:
-            raise RequestError("'multiview_output' must be 'nested' or 'flat'",
-                               "multiview_output")
-        settings["multiview_output"] = body["multiview_output"]
+    for name, choices in (("multiview_output", MULTIVIEW_OUTPUTS), ("api", APIS),
+                          ("outputs", OUTPUTS)):
+        if name in body:
+            if body[name] not in choices:
+                raise RequestError(f"'{name}' must be one of: {', '.join(choices)}", name)
+            settings[name] = body[name]
+    if "credits" in body:
+        settings["credits"] = int(_seconds(body, "credits", "a non-negative number of credits"))
     return updates, settings
 
 
@@ -165,11 +177,14 @@ def _http_fault(name: str, spec) -> dict:
             "retry_after_format": retry_format, "code": code}
 
 
-def reply(fault: dict) -> tuple[int, dict, dict]:
-    """(status, body, headers) of an injected HTTP error; its Tripo code when it names one."""
+def reply(fault: dict, api: str = "v2") -> tuple[int, dict, dict]:
+    """(status, body, headers) of an injected HTTP error; Tripo's shape on v3 or when the
+    fault names a Tripo code, else the gateway's."""
     status = fault["status"]
     message = f"injected HTTP {status} (local fault)"
-    if fault["code"] is not None:
+    if api == "v3":
+        body = tripo_error(status, message, code=fault["code"])
+    elif fault["code"] is not None:
         body = {"code": fault["code"], "message": message, "suggestion": "try again later"}
     else:
         kind, code = GATEWAY_ERRORS.get(

@@ -16,17 +16,33 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import faults
-from .api import TASK_PATH, UPLOAD_PATH, RequestError, gateway_error
+from .api import (
+    BALANCE_PATH,
+    TASK_PATH,
+    UPLOAD_PATH,
+    V3_BALANCE,
+    V3_FILES,
+    V3_GENERATION,
+    V3_MAX_UPLOAD,
+    V3_ROUTES,
+    V3_TASKS,
+    Refused,
+    RequestError,
+    gateway_error,
+    tripo_error,
+)
 from .faults import RESETS
-from .images import check_image
+from .images import MAX_IMAGE_BYTES, check_image
 from .models import corrupt_glb
+from .v3 import validate_v3
 from .validation import parse_multipart, validate
 
 if TYPE_CHECKING:
     from .server import LocalService
 
-MAX_BODY = 30 * 1024 * 1024  # a 20 MB image still fits, as a data URL or an upload
+MAX_BODY = 52 * 1024 * 1024  # a 50 MB v3 upload still fits, with its multipart framing
 _TASK_GET = re.compile(re.escape(TASK_PATH) + r"/([^/]+)")
+_V3_TASK_GET = re.compile(re.escape(V3_TASKS) + r"/([^/]+)")
 _FILE = re.compile(r"/files/([^/]+)/([^/]+)")
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 
@@ -56,9 +72,11 @@ class Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def do_GET(self):
+        self._begin()
         self._dispatch("GET", None)
 
     def do_POST(self):
+        self._begin()
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") or (length and not length.isdigit()):
             return self._fail(400, "send the body with a Content-Length", close=True)
@@ -68,19 +86,29 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- routing ---------------------------------------------------------------------------
 
-    def _dispatch(self, method: str, raw: bytes | None) -> None:
+    def _begin(self) -> None:
+        """Per-request state; the API a path belongs to picks the error shape."""
         self._sent = False
         self._drop_reply = False
+        self._api = "v3" if urlsplit(self.path).path.startswith("/v3/") else "v2"
+
+    def _dispatch(self, method: str, raw: bytes | None) -> None:
         try:
             path = urlsplit(self.path).path
             if path.startswith("/_local/"):
                 self._control(method, path, raw)
             elif path.startswith("/files/") and method == "GET":
                 self._file(path)
+            elif self.service.settings["api"] not in ("both", self._api):
+                self._fail(404, f"no route for {method} {path}", code="not_found")
+            elif self._api == "v3":
+                self._route_v3(method, path, raw)
             elif method == "POST" and path == TASK_PATH:
-                self._create(raw)
+                self._create(raw, None)
             elif method == "POST" and path == UPLOAD_PATH:
                 self._upload(raw)
+            elif method == "GET" and path == BALANCE_PATH:
+                self._balance()
             elif method == "GET" and (match := _TASK_GET.fullmatch(path)):
                 self._get(match.group(1))
             else:
@@ -90,8 +118,20 @@ class Handler(BaseHTTPRequestHandler):
             if self._sent:
                 self.close_connection = True
             else:
-                self._send_json(500, gateway_error("local service error", "api_error",
-                                                   "internal_error"))
+                self._fail(500, "local service error", code="internal_error", type_="api_error")
+
+    def _route_v3(self, method: str, path: str, raw: bytes | None) -> None:
+        route = path[len(V3_GENERATION):] if path.startswith(V3_GENERATION) else None
+        if method == "POST" and route in V3_ROUTES:
+            self._create(raw, V3_ROUTES[route])
+        elif method == "POST" and path == V3_FILES:
+            self._upload(raw)
+        elif method == "GET" and path == V3_BALANCE:
+            self._balance()
+        elif method == "GET" and (match := _V3_TASK_GET.fullmatch(path)):
+            self._get(match.group(1))
+        else:
+            self._fail(404, f"no route for {method} {path}", code="not_found")
 
     def _authenticate(self, kind: str) -> str | None:
         """Delay and authenticate an API request, then apply a pending fail_<kind> fault.
@@ -106,8 +146,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(self.service.delay + extra)
         key = self.service.authorized(self.headers.get("Authorization"))
         if key is None:
-            self._send_json(401, gateway_error("Incorrect API key provided.",
-                                               "authentication_error", "invalid_api_key"))
+            self._fail(401, "Incorrect API key provided.", type_="authentication_error",
+                       code="invalid_api_key")
             return None
         fault = self.service.faults.take(f"fail_{kind}") if kind != "upload" else None
         if fault and fault["status"] == "reset_after":
@@ -117,8 +157,9 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return key
 
-    def _create(self, raw: bytes) -> None:
-        self.service.count_request("create")
+    def _create(self, raw: bytes, kind: str | None) -> None:
+        """A create on v2's task path (`kind` None: the body's type names it) or a v3 route."""
+        self.service.count_request("create", self._api)
         key = self._authenticate("create")
         if key is None:
             return
@@ -127,44 +168,60 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._fail(400, "request body is not valid JSON")
         try:
-            sources, parent = validate(self.service, body, key)
+            if kind is None:
+                sources, parent = validate(self.service, body, key)
+                kind = body["type"]
+            else:
+                sources, parent = validate_v3(self.service, kind, body, key)
         except RequestError as exc:
             return self._fail(400, str(exc), param=exc.param)
-        task = self.service.create_task(body, key, sources, parent)
-        if task is None:
-            return self._send_json(429, {
-                "code": 2000, "message": "concurrency limit",
-                "suggestion": "wait for a queued or running task to finish, then try again"})
+        try:
+            task = self.service.create_task(kind, body, key, sources, parent, self._api)
+        except Refused as exc:
+            return self._send_json(exc.status, tripo_error(exc.status, str(exc), code=exc.code))
         self._send_json(200, {"code": 0, "data": {"task_id": task.task_id}})
 
     def _get(self, task_id: str) -> None:
-        self.service.count_request("get")
+        self.service.count_request("get", self._api)
         key = self._authenticate("get")
         if key is None:
             return
-        task = self.service.get_task(task_id, key)
+        task = self.service.get_task(task_id, key, self._api)
         if task is None:
-            return self._send_json(404, {"code": 2001, "message": "task not found",
-                                         "suggestion": "check the task id"})
+            return self._send_json(404, tripo_error(404, "task not found"))
         self._send_json(200, {"code": 0, "data": self.service.task_view(task, self._base_url())})
 
     def _upload(self, raw: bytes) -> None:
-        """Upstream's image upload; a relay that passes only the task endpoints answers 404."""
-        self.service.count_request("upload")
-        if not self.service.settings["upload"]:
+        """The image upload: v2's (a relay that passes only the task endpoints answers 404)
+        returns an image_token, v3's /v3/files (up to 50 MB) a file_token."""
+        self.service.count_request("upload", self._api)
+        if self._api == "v2" and not self.service.settings["upload"]:
             return self._fail(404, f"no route for POST {UPLOAD_PATH}", code="not_found")
         key = self._authenticate("upload")
         if key is None:
             return
+        limit = V3_MAX_UPLOAD if self._api == "v3" else MAX_IMAGE_BYTES
         try:
             data = parse_multipart(self.headers.get("Content-Type", ""), raw).get("file")
             if data is None:
                 raise ValueError("the multipart field 'file' is required")
-            check_image(data)
+            check_image(data, limit)
         except ValueError as exc:
             return self._fail(400, f"'file': {exc}", param="file")
-        token = self.service.add_upload(key, data)
-        self._send_json(200, {"code": 0, "data": {"image_token": token}})
+        token = self.service.add_upload(self._api, key, data)
+        name = "file_token" if self._api == "v3" else "image_token"
+        self._send_json(200, {"code": 0, "data": {name: token}})
+
+    def _balance(self) -> None:
+        """{balance, frozen}, as the SDKs' get_balance reads it; 404 where switched off."""
+        self.service.count_request("balance", self._api)
+        if not self.service.settings["balance"]:
+            return self._fail(404, f"no route for GET {urlsplit(self.path).path}",
+                              code="not_found")
+        key = self._authenticate("balance")
+        if key is None:
+            return
+        self._send_json(200, {"code": 0, "data": self.service.balance(key)})
 
     def _file(self, path: str) -> None:
         """The unauthenticated file host; download faults hit deliverables, not previews."""
@@ -226,13 +283,18 @@ class Handler(BaseHTTPRequestHandler):
     def _inject(self, fault: dict) -> None:
         if fault["status"] in RESETS:
             return self._drop()
-        self._send_json(*faults.reply(fault))
+        self._send_json(*faults.reply(fault, self._api))
 
     def _fail(self, status: int, message: str, param: str | None = None,
-              code: str = "invalid_parameter", close: bool = False) -> None:
+              code: str = "invalid_parameter", close: bool = False,
+              type_: str = "invalid_request_error") -> None:
+        """An error in the caller's API's shape: Tripo's {code, message, suggestion} on v3
+        (with `param` on a 400), the gateway's {error: {...}} on v2."""
         if close:
             self.close_connection = True
-        self._send_json(status, gateway_error(message, "invalid_request_error", code, param))
+        if self._api == "v3":
+            return self._send_json(status, tripo_error(status, message, param))
+        self._send_json(status, gateway_error(message, type_, code, param))
 
     def _send_json(self, status: int, body: dict, headers: dict | None = None) -> None:
         self._send(status, json.dumps(body).encode(), "application/json", headers=headers)

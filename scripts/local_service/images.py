@@ -29,10 +29,11 @@ def image_info(data: bytes) -> tuple[str, int, int]:
     return KINDS[kind], width, height
 
 
-def check_image(data: bytes) -> str:
-    """The image kind if upstream would take the file, else ValueError saying why."""
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ValueError("the image is larger than 20 MB")
+def check_image(data: bytes, limit: int = MAX_IMAGE_BYTES) -> str:
+    """The image kind if upstream would take the file (v2 takes 20 MB, v3's /v3/files 50),
+    else ValueError saying why."""
+    if len(data) > limit:
+        raise ValueError(f"the image is larger than {limit // (1024 * 1024)} MB")
     kind, width, height = image_info(data)
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise ValueError(f"the image is {width} x {height} px; each side must be "

@@ -37,7 +37,7 @@ def _generate(task: Task, name: str) -> dict[str, bytes]:
         return {f"{view}_view.png": png for view, png in views.items()}
     if name == "generated_image.png":
         image = task.images[0] if task.images else None
-        tinted = image and tinted_png(image, task.input["prompt"])
+        tinted = image and tinted_png(image, task.input.get("prompt") or seed)
         return {name: tinted or render_views(seed, {"front": seed})["front"]}
     if name == "rendered_image.png":
         return {name: texture_png(seed)}

@@ -1,7 +1,8 @@
 """Local ModelStream-compatible service: try the add-on without a key, run demos and tests.
 
 Speaks the relay's contract (POST / GET /tripo/v2/openapi/task, all eight task types, and the
-upstream upload endpoint), walks every task through queued -> running -> success on a clock,
+upstream upload and balance endpoints) and Tripo's API v3 (/v3/generation/<route>, /v3/tasks,
+/v3/files, /v3/account/balance), walks every task through queued -> running -> success on a clock,
 and serves procedural GLB / FBX models and PNG images from its own file "CDN". Control
 endpoints under /_local/ inject the failures a real service shows (slow replies, 429 / 500,
 dropped connections, failed or unknown tasks, concurrency limits, truncated or corrupt
@@ -11,7 +12,9 @@ download benchmarks) and switch optional features off.
     python scripts/local_service [--host 127.0.0.1] [--port 0] [--key KEY ...]
                                     [--latency SECONDS] [--delay SECONDS] [--verbose]
                                     [--no-upload] [--no-data-urls] [--max-in-flight N]
-                                    [--multiview-output nested|flat]
+                                    [--multiview-output nested|flat] [--api v2|v3|both]
+                                    [--outputs v2|v3] [--partial-edit] [--no-balance]
+                                    [--credits N]
 """
 
 from __future__ import annotations
@@ -29,7 +32,17 @@ import uuid
 from urllib.parse import urlsplit
 
 from . import faults, outputs
-from .api import DEFAULT_KEY, FAILED, MULTIVIEW_OUTPUTS, SUCCESS, UPLOAD_PATH
+from .api import (
+    APIS,
+    DEFAULT_CREDITS,
+    DEFAULT_KEY,
+    FAILED,
+    MULTIVIEW_OUTPUTS,
+    OUTPUTS,
+    SUCCESS,
+    UPLOAD_PATH,
+    Refused,
+)
 from .faults import Faults
 from .handler import Handler, Server
 from .tasks import Task
@@ -41,18 +54,24 @@ class LocalService:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, key=None,
                  latency: float = 3.0, delay: float = 0.0, verbose: bool = False, *,
                  upload: bool = True, data_urls: bool = True, max_in_flight: int = 0,
-                 multiview_output: str = "nested"):
+                 multiview_output: str = "nested", api: str = "both", outputs: str = "v2",
+                 partial_edit: bool = False, balance: bool = True,
+                 credits: int = DEFAULT_CREDITS):
         self.host, self.port = host, port
         keys = [key] if isinstance(key, str) else list(key or ())
         self.keys = tuple(keys or [os.environ.get("MODELSTREAM_LOCAL_KEY") or DEFAULT_KEY])
         self.key = self.keys[0]
         self.latency = max(0.0, latency)
-        if multiview_output not in MULTIVIEW_OUTPUTS:
-            raise ValueError(f"multiview_output must be one of {MULTIVIEW_OUTPUTS}")
+        for name, value, choices in (("multiview_output", multiview_output, MULTIVIEW_OUTPUTS),
+                                     ("api", api, APIS), ("outputs", outputs, OUTPUTS)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}")
         # Settings the control API may change; a reset restores these start-up values.
         self.config = {"delay": max(0.0, delay), "upload": upload, "data_urls": data_urls,
                        "max_in_flight": max(0, max_in_flight),
-                       "multiview_output": multiview_output}
+                       "multiview_output": multiview_output, "api": api, "outputs": outputs,
+                       "partial_edit": partial_edit, "balance": balance,
+                       "credits": max(0, credits)}
         self.verbose = verbose
         self._lock = threading.RLock()
         self.faults = Faults()
@@ -96,10 +115,11 @@ class LocalService:
     def _clear(self) -> None:
         """Forget tasks, uploads, counters and faults."""
         self._tasks: dict[str, Task] = {}
-        self._uploads: dict[tuple[str, str], bytes] = {}
+        self._uploads: dict[tuple[str, str, str], bytes] = {}
         self._tasks_created = 0
         self._max_seen = 0
-        self._requests = {"create": 0, "get": 0, "file": 0, "upload": 0}
+        self._requests = {"create": 0, "get": 0, "file": 0, "upload": 0, "balance": 0}
+        self._by_api = {api: dict.fromkeys(self._requests, 0) for api in OUTPUTS}
         self._clear_faults()
 
     def _clear_faults(self) -> None:
@@ -122,20 +142,23 @@ class LocalService:
         token = token.strip().encode()
         return next((k for k in self.keys if hmac.compare_digest(token, k.encode())), None)
 
-    def count_request(self, kind: str) -> None:
+    def count_request(self, kind: str, api: str | None = None) -> None:
         with self._lock:
             self._requests[kind] += 1
+            if api:
+                self._by_api[api][kind] += 1
 
-    def add_upload(self, key: str, data: bytes) -> str:
-        token = str(uuid.uuid4())
+    def add_upload(self, api: str, key: str, data: bytes) -> str:
+        """A token for an upload: v2's image_token is a bare UUID, v3's file_token file_<UUID>."""
+        token = ("file_" if api == "v3" else "") + str(uuid.uuid4())
         with self._lock:
-            self._uploads[(key, token)] = data
+            self._uploads[(api, key, token)] = data
         return token
 
-    def upload(self, key: str, token: str) -> bytes | None:
-        """An uploaded image, only for the key that uploaded it."""
+    def upload(self, api: str, key: str, token: str) -> bytes | None:
+        """An uploaded image, only for the key and the API it was uploaded with."""
         with self._lock:
-            return self._uploads.get((key, token))
+            return self._uploads.get((api, key, token))
 
     def set_faults(self, body) -> None:
         """Apply a /_local/faults body; a bad one changes nothing."""
@@ -148,8 +171,10 @@ class LocalService:
 
     # --- tasks -----------------------------------------------------------------------------
 
-    def create_task(self, body: dict, key: str, sources=(), parent: Task | None = None):
-        """The new task, or None when the key already has max_in_flight tasks in flight."""
+    def create_task(self, kind: str, body: dict, key: str, sources=(),
+                    parent: Task | None = None, api: str = "v2") -> Task:
+        """The new task; Refused when the key has max_in_flight tasks in flight or too few
+        credits left for it."""
         with self._lock:
             now = time.monotonic()
             flying = sum(1 for t in self._tasks.values()
@@ -157,9 +182,12 @@ class LocalService:
             limit = self.settings["max_in_flight"]
             if limit and flying >= limit:
                 self.faults.hit("max_in_flight")
-                return None
-            task = Task(str(uuid.uuid4()), key, body, now, int(time.time()), list(sources),
-                        parent)
+                raise Refused(429, 2000, "concurrency limit")
+            task = Task(str(uuid.uuid4()), key, kind, body, now, int(time.time()),
+                        list(sources), parent, api=api,
+                        partial=self.settings["partial_edit"])
+            if task.credits() > self._balance(key, now)["balance"]:
+                raise Refused(403, 2010, "not enough credit")
             outcome = self.faults.take("next_status")
             if outcome:
                 task.final_status = outcome["status"]
@@ -182,19 +210,41 @@ class LocalService:
             task.resolve()
         return task
 
-    def get_task(self, task_id: str, key: str | None = None) -> Task | None:
-        """A task by id; with a key, only a task that key created (upstream's rule)."""
+    def get_task(self, task_id: str, key: str | None = None,
+                 api: str | None = None) -> Task | None:
+        """A task by id; with a key, only a task that key created (upstream's rule); with an
+        API, only a task created through it."""
         with self._lock:
             task = self._tasks.get(task_id)
-        return task if task and key in (None, task.key) else None
+        if task is None or key not in (None, task.key) or api not in (None, task.api):
+            return None
+        return task
 
     def progress(self, task: Task) -> dict:
         return task.progress(self.latency)
 
     def task_view(self, task: Task, base_url: str) -> dict:
-        """The task as Tripo's GET returns it."""
+        """The task as Tripo's GET returns it: v3's shape on v3, and on v2 what `outputs` says."""
         nested = self.settings["multiview_output"] == "nested"
-        return task.view(self.latency, base_url, nested)
+        shape = "v3" if task.api == "v3" else self.settings["outputs"]
+        return task.view(self.latency, base_url, nested, shape)
+
+    def balance(self, key: str) -> dict:
+        """{balance, frozen}: credits left to spend, and those held by tasks in flight."""
+        with self._lock:
+            return self._balance(key, time.monotonic())
+
+    def _balance(self, key: str, now: float) -> dict:
+        """A success spends its credits, a task in flight holds them, a failure spends none."""
+        spent = frozen = 0
+        for task in self._tasks.values():
+            if task.key != key:
+                continue
+            if task.in_flight(now, self.latency):
+                frozen += task.credits()
+            elif self.progress(task)["status"] == SUCCESS:
+                spent += task.credits()
+        return {"balance": self.settings["credits"] - spent - frozen, "frozen": frozen}
 
     def file_bytes(self, task: Task, name: str) -> tuple[bytes, str] | None:
         """A finished task's output, generated on first request and cached."""
@@ -207,11 +257,14 @@ class LocalService:
         with self._lock:
             tasks = list(self._tasks.values())
             snapshot = {"tasks_created": self._tasks_created, "requests": dict(self._requests),
+                        "requests_by_api": {api: dict(counts)
+                                            for api, counts in self._by_api.items()},
                         "faults": hits, "delay": self.delay,
                         "pending_faults": pending, "uploads": len(self._uploads),
                         "max_in_flight_seen": self._max_seen, "settings": dict(self.settings)}
         snapshot["tasks"] = {t.task_id: self.progress(t)["status"] for t in tasks}
         snapshot["task_types"] = {t.task_id: t.kind for t in tasks}
+        snapshot["task_apis"] = {t.task_id: t.api for t in tasks}
         return snapshot
 
 
@@ -250,13 +303,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multiview-output", choices=MULTIVIEW_OUTPUTS, default="nested",
                         help="multiview image URLs nested under the task type (default) or "
                              "directly in output")
+    parser.add_argument("--api", choices=APIS, default="both",
+                        help="the paths that answer: ModelStream's v2, Tripo's v3, or both "
+                             "(default); the others answer 404")
+    parser.add_argument("--outputs", choices=OUTPUTS, default="v2",
+                        help="results on the v2 paths in v2's shape (default) or v3's, as a "
+                             "gateway passing v3 results through")
+    parser.add_argument("--partial-edit", action="store_true",
+                        help="an edit_multiview_image result holds only the edited views")
+    parser.add_argument("--no-balance", dest="balance", action="store_false",
+                        help="answer 404 on the balance endpoints, as a service without one")
+    parser.add_argument("--credits", type=int, default=DEFAULT_CREDITS, metavar="N",
+                        help="each key's starting balance; a task it cannot pay for is "
+                             f"refused with 403 (code 2010) (default: {DEFAULT_CREDITS})")
     parser.add_argument("--verbose", action="store_true", help="log one line per request")
     args = parser.parse_args(argv)
 
     service = LocalService(args.host, args.port, args.key, args.latency, args.delay,
                            args.verbose, upload=args.upload, data_urls=args.data_urls,
                            max_in_flight=args.max_in_flight,
-                           multiview_output=args.multiview_output)
+                           multiview_output=args.multiview_output, api=args.api,
+                           outputs=args.outputs, partial_edit=args.partial_edit,
+                           balance=args.balance, credits=args.credits)
     try:
         service.start()
     except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import math
 import threading
@@ -11,10 +12,12 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from .api import (
+    CONTENT_POLICY_CODES,
     DRAFT_TYPES,
     FAILED,
     MODEL_TYPES,
     MULTIVIEW_IMAGE_TYPES,
+    MULTIVIEW_KEY,
     QUEUED,
     RUNNING,
     SUCCESS,
@@ -24,6 +27,9 @@ from .images import MAX_IMAGE_BYTES, check_image
 from .render import VIEWS
 from .shapes import DEFAULT_FACES, MAX_FACES
 
+# v3 names a finished task's files differently (upstream returns one signed model_url).
+V3_KEYS = {"model": "model_url", "pbr_model": "model_url", "base_model": "base_model_url",
+           "rendered_image": "rendered_image_url", "generated_image": "generated_image_url"}
 FETCH_TIMEOUT = 5.0
 FETCH_ERROR_CODE = 1004  # a task whose input URL cannot be used failed on an invalid parameter
 QUEUED_SHARE = 0.2  # of the latency, before the task starts running
@@ -41,11 +47,14 @@ class Source:
 class Task:
     task_id: str
     key: str
+    kind: str  # the v2 task type; on v3 the route names it
     input: dict
     created: float  # monotonic, drives the lifecycle
     create_time: int  # unix seconds, as reported
     sources: list = field(default_factory=list)  # Source or None (a skipped view)
     parent: Task | None = None  # the draft, or the multiview image task built on
+    api: str = "v2"  # the API that created it, the only one that can read it
+    partial: bool = False  # an edit whose result holds only the edited views
     final_status: str = SUCCESS
     error: dict | None = None
     unknown_for: float = 0.0  # seconds of status "unknown" before the lifecycle starts
@@ -54,10 +63,6 @@ class Task:
     ready: threading.Event = field(default_factory=threading.Event)
     files: dict = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def kind(self) -> str:
-        return self.input["type"]
 
     def option(self, name: str, default=None):
         """A model option; a refine inherits what its draft asked for."""
@@ -88,7 +93,11 @@ class Task:
     def outputs(self) -> dict[str, str]:
         """Output key -> file name, for a successful task."""
         if self.kind in MULTIVIEW_IMAGE_TYPES:
-            return {f"{view}_view_url": f"{view}_view.png" for view in VIEWS}
+            shown = VIEWS
+            if self.partial and self.kind == "edit_multiview_image":
+                edited = {entry["view"] for entry in self.input["prompts"]}
+                shown = [view for view in VIEWS if view in edited]
+            return {f"{view}_view_url": f"{view}_view.png" for view in shown}
         if self.kind not in MODEL_TYPES:
             return {"generated_image": "generated_image.png"}
         if self.option("quad") is True:
@@ -99,7 +108,7 @@ class Task:
         if self.kind not in MODEL_TYPES:
             return 10 if self.kind in MULTIVIEW_IMAGE_TYPES else 5
         textured = self.option("texture", True) or self.pbr
-        detailed = self.option("texture_quality") == "detailed"
+        detailed = self.option("texture_quality") in ("detailed", "extreme")
         return 10 + 10 * textured + 10 * detailed
 
     def seed(self) -> str:
@@ -145,23 +154,48 @@ class Task:
         return {"status": RUNNING, "progress": min(99, int(share * 100)), "queuing_num": -1,
                 "running_left_time": max(1, math.ceil(latency - elapsed))}
 
-    def view(self, latency: float, base_url: str, nested: bool) -> dict:
-        """The task as Tripo's GET returns it; `nested` puts multiview URLs under the type."""
+    def view(self, latency: float, base_url: str, nested: bool, shape: str = "v2") -> dict:
+        """The task as Tripo's GET returns it, in v2's or v3's shape; `nested` puts multiview
+        URLs under generate_multiview_image (upstream does, for generate and edit alike)."""
         state = self.progress(latency)
+        status, error = state["status"], self.error if state["status"] == self.final_status \
+            else None
         output = {}
-        if state["status"] == SUCCESS:
+        if status == SUCCESS:
             files = f"{base_url}/files/{self.task_id}"
-            output = {key: f"{files}/{name}" for key, name in self.outputs().items()}
+            names = self.outputs()
+            if shape == "v3":
+                names = {V3_KEYS.get(key, key): name for key, name in names.items()}
+            output = {key: f"{files}/{name}" for key, name in names.items()}
             if self.kind in MULTIVIEW_IMAGE_TYPES and nested:
-                output = {self.kind: output}
-        view = {"task_id": self.task_id, "type": self.kind, "status": state["status"],
+                output = {MULTIVIEW_KEY: output}
+        credits = self.credits() if status == SUCCESS else 0
+        view = {"task_id": self.task_id, "type": self.kind, "status": status,
                 "input": self.input, "output": output, "progress": state["progress"],
-                "create_time": self.create_time, "queuing_num": state["queuing_num"],
-                "running_left_time": state["running_left_time"],
-                "consumed_credit": self.credits() if state["status"] == SUCCESS else 0}
-        if self.error and state["status"] == self.final_status:
-            view.update(self.error)
+                "queuing_num": state["queuing_num"],
+                "running_left_time": state["running_left_time"]}
+        if shape == "v2":
+            view.update(create_time=self.create_time, consumed_credit=credits)
+            if error:
+                view.update(error)
+            return view
+        view.update(created_at=_iso(self.create_time), credits_consumed=credits)
+        if status == "banned":
+            # v3 reports a content-policy refusal as a failure with its code.
+            status = view["status"] = FAILED
+            if not (error and error["error_code"] in CONTENT_POLICY_CODES):
+                error = {"error_code": CONTENT_POLICY_CODES[0],
+                         "error_msg": "the request breaks the content policy"}
+        if state["status"] not in (QUEUED, RUNNING, UNKNOWN):
+            view["completed_at"] = _iso(self.create_time + math.ceil(self.unknown_for + latency))
+        if error:
+            view.update(error_code=error["error_code"], error_message=error["error_msg"])
         return view
+
+
+def _iso(seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
 
 
 def fetch(source: Source) -> bytes:
@@ -172,9 +206,9 @@ def fetch(source: Source) -> bytes:
             data = resp.read(MAX_IMAGE_BYTES + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise ValueError(f"could not fetch {source.param}.url {source.url}: {reason}") from None
+        raise ValueError(f"could not fetch {source.param} {source.url}: {reason}") from None
     try:
         check_image(data)
     except ValueError as exc:
-        raise ValueError(f"{source.param}.url {source.url}: {exc}") from None
+        raise ValueError(f"{source.param} {source.url}: {exc}") from None
     return data

@@ -39,7 +39,8 @@ def _text(body: dict, name: str, limit: int, required: bool) -> None:
         raise RequestError(f"'{name}' must be at most {limit} characters", name)
 
 
-def _model_options(body: dict) -> None:
+def _model_options(body: dict, version: str = "model_version") -> None:
+    """Model options; `version` names the model field (v2 model_version, v3 model)."""
     face_limit = body.get("face_limit")
     if face_limit is not None and (
             isinstance(face_limit, bool) or not isinstance(face_limit, int) or face_limit < 1):
@@ -53,7 +54,7 @@ def _model_options(body: dict) -> None:
                                "texture_quality")
         if body.get("texture") is False and not body.get("pbr"):
             raise RequestError("'texture_quality' needs texture or pbr", "texture_quality")
-    for name in ("model_version", "style"):
+    for name in (version, "style"):
         if name in body and not isinstance(body[name], str):
             raise RequestError(f"'{name}' must be a string", name)
 
@@ -95,9 +96,10 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, bytes]:
 class _BodyCheck:
     """One create body, checked for one key against the service's tasks and uploads."""
 
+    api = "v2"  # the API whose tasks and uploads this body may name
+
     def __init__(self, service, key: str):
         self.service, self.key = service, key
-
 
     def run(self, body) -> tuple[list, Task | None]:
         """Check a create-task body the way the relay does; extra fields pass through untouched.
@@ -149,23 +151,28 @@ class _BodyCheck:
         if (url is None) == (token is None):
             raise RequestError(f"'{param}' needs one of 'url' or 'file_token'", param)
         if token is not None:
-            data = self.service.upload(self.key, token) if isinstance(token, str) else None
-            if data is None:
+            data = isinstance(token, str) and self.service.upload(self.api, self.key, token)
+            if not data:
                 raise RequestError(f"'{param}.file_token' is not a token the upload endpoint "
                                    "issued to this key", f"{param}.file_token")
             return Source(data=data, param=param)
         if not isinstance(url, str):
             raise RequestError(f"'{param}.url' must be a string", f"{param}.url")
+        return self._url(url, f"{param}.url", param)
+
+    def _url(self, url: str, param: str, image_param: str) -> Source:
+        """An image by http(s) URL (fetched later) or data: URL (when the setting allows);
+        `image_param` names the field when the picture itself is refused."""
         if url[:5].lower() == "data:":
             if not self.service.settings["data_urls"]:
                 raise RequestError("data URLs are not supported; upload the image or give an "
-                                   "http(s) URL", f"{param}.url")
-            data = _data_url(url, f"{param}.url")
-            _check_image(data, param)
+                                   "http(s) URL", param)
+            data = _data_url(url, param)
+            _check_image(data, image_param)
             return Source(data=data, param=param)
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-            raise RequestError(f"'{param}.url' must be an http(s) or data: URL", f"{param}.url")
+            raise RequestError(f"'{param}' must be an http(s) or data: URL", param)
         return Source(url=url, param=param)
 
     def _multiview(self, body: dict) -> tuple[list, Task | None]:
@@ -193,7 +200,7 @@ class _BodyCheck:
         task_id = body.get(name)
         if not isinstance(task_id, str) or not task_id:
             raise RequestError(f"'{name}' is required", name)
-        task = self.service.get_task(task_id, self.key)
+        task = self.service.get_task(task_id, self.key, self.api)
         if task is None:
             raise RequestError(f"'{name}': there is no task {task_id}", name)
         if task.kind not in kinds:

@@ -4,12 +4,12 @@ what an earlier test left behind (a slow setting, a fault, a counter)."""
 import pytest
 import requests
 
-from .support import LATENCY, launch
+from .support import KEY, LATENCY, SDK_KEY, launch
 
 
 @pytest.fixture(scope="session")
 def url():
-    proc, base = launch("--latency", str(LATENCY))
+    proc, base = launch("--latency", str(LATENCY), "--key", KEY, "--key", SDK_KEY)
     yield base
     proc.kill()
     proc.wait(timeout=5)

@@ -23,6 +23,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "local_service"
 KEY = "sk-local-modelstream"
+SDK_KEY = "tsk_local_sdk"  # Tripo's SDK takes only keys that start with tsk_
 AUTH = {"Authorization": f"Bearer {KEY}"}
 LATENCY = 1.0
 
@@ -182,9 +183,10 @@ def fbx_polygon_sizes(data: bytes) -> list[int]:
     return sizes
 
 
-def views(output: dict, kind: str) -> dict:
-    assert set(output) == {kind}
-    views = output[kind]
+def views(output: dict) -> dict:
+    """The four view URLs, nested under generate_multiview_image for generate and edit alike."""
+    assert set(output) == {"generate_multiview_image"}
+    views = output["generate_multiview_image"]
     assert set(views) == {"front_view_url", "left_view_url", "back_view_url", "right_view_url"}
     return views
 

@@ -32,7 +32,9 @@ def test_stats_count_requests(url):
     get(url, ids[0])
     stats = requests.get(f"{url}/_local/stats", timeout=5).json()
     assert stats["tasks_created"] == 2
-    assert stats["requests"] == {"create": 2, "get": 1, "file": 0, "upload": 0}
+    assert stats["requests"] == {"create": 2, "get": 1, "file": 0, "upload": 0, "balance": 0}
+    assert stats["requests_by_api"]["v2"] == stats["requests"]
+    assert set(stats["requests_by_api"]["v3"].values()) == {0}
     assert set(stats["tasks"]) == set(ids)
     assert set(stats["tasks"].values()) <= {"queued", "running"}
     assert stats["task_types"] == dict.fromkeys(ids, "text_to_model")

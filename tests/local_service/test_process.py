@@ -50,7 +50,8 @@ def test_python_api_in_process():
 def test_cli_options_keys_limits_and_flat_multiview():
     proc, base = launch("--key", "sk-one", "--key", "sk-two", "--latency", "0.5",
                          "--no-upload", "--no-data-urls", "--max-in-flight", "1",
-                         "--multiview-output", "flat")
+                         "--multiview-output", "flat", "--api", "v2", "--outputs", "v3",
+                         "--partial-edit", "--no-balance", "--credits", "500")
     try:
         assert upload(base, PNG, key="sk-one").status_code == 404
         refused = post(base, {"type": "image_to_model", "file": PNG_FILE}, key="sk-one")
@@ -70,7 +71,13 @@ def test_cli_options_keys_limits_and_flat_multiview():
         assert resp.json()["data"]["status"] == "success"
         stats = requests.get(f"{base}/_local/stats", timeout=5).json()
         assert stats["settings"] == {"delay": 0.0, "upload": False, "data_urls": False,
-                                     "max_in_flight": 1, "multiview_output": "flat"}
+                                     "max_in_flight": 1, "multiview_output": "flat",
+                                     "api": "v2", "outputs": "v3", "partial_edit": True,
+                                     "balance": False, "credits": 500}
+        assert "generated_image_url" in resp.json()["data"]["output"]  # --outputs v3
+        for path in ("/tripo/v2/openapi/user/balance", f"/v3/tasks/{task_id}"):
+            assert requests.get(f"{base}{path}", timeout=5, headers={
+                "Authorization": "Bearer sk-one"}).status_code == 404, path
         assert stats["max_in_flight_seen"] == 1
     finally:
         proc.kill()

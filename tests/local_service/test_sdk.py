@@ -1,0 +1,107 @@
+"""An independent client checks the double: Tripo's official SDK, 1.0.0 against the v3 paths
+and 0.4.2 (the last v2 client) against ModelStream's v2 paths, every flow to its downloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from .support import PNG, SDK_KEY, png
+
+pytestmark = pytest.mark.local_service
+
+FLOWS = Path(__file__).with_name("sdk_flows.py")
+V2_SDK = Path(sys.prefix) / "sdk-0.4.2"  # scripts/venv.sh installs it there
+MAGIC = {".glb": b"glTF", ".png": b"\x89PNG\r\n\x1a\n"}
+MODEL_FILES = {"model", "pbr_model", "rendered_image"}  # 1.0.0 aliases pbr_model to model_url
+VIEW_FILES = {"front_view", "left_view", "back_view", "right_view"}
+START = 1_000_000
+
+
+def run_sdk(version: str, url: str, out: Path, pythonpath: str | None = None) -> dict:
+    pictures = []
+    for name, data in (("front", PNG), ("left", png(40, 40, 90)), ("right", png(40, 40, 200))):
+        pictures.append(out / f"{name}.png")
+        pictures[-1].write_bytes(data)
+    downloads = out / "downloads"
+    downloads.mkdir()
+    # No geolocation probe at import: the SDK talks to the local service and nothing else.
+    env = dict(os.environ, TRIPO_DISABLE_GEO_DETECTION="1")
+    env.pop("TRIPO_API_KEY", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    try:
+        done = subprocess.run([sys.executable, str(FLOWS), version, url, SDK_KEY,
+                               str(downloads), *map(str, pictures)],
+                              capture_output=True, text=True, env=env, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"tripo3d {version} did not finish in 120 s: {exc.stderr}")
+    assert done.returncode == 0, f"tripo3d {version} failed:\n{done.stderr}"
+    return json.loads(done.stdout)
+
+
+def check_files(run: dict, expected: set) -> None:
+    """Every expected output downloaded by the SDK, each file what its name says."""
+    assert run["status"] == "success", run
+    assert set(run["files"]) == expected, run
+    for name, path in run["files"].items():
+        assert path, f"the SDK could not download {name}: {run}"
+        data = Path(path).read_bytes()
+        assert data.startswith(MAGIC[Path(path).suffix]), (name, path, data[:16])
+
+
+def stats(url: str) -> dict:
+    return requests.get(f"{url}/_local/stats", timeout=5).json()
+
+
+def only_api(url: str, api: str) -> None:
+    """Answer one API only, so a stray call to the other one fails the run."""
+    assert requests.post(f"{url}/_local/faults", json={"api": api}, timeout=5).ok
+
+
+def test_sdk_1_0_0_completes_every_flow_on_v3(url, tmp_path):
+    only_api(url, "v3")
+    result = run_sdk("1.0.0", url, tmp_path)
+    runs = result["runs"]
+    for name in ("text_to_model", "image_to_model", "multiview_to_model",
+                 "image_to_model_from_task", "multiview_to_model_from_task"):
+        check_files(runs[name], MODEL_FILES)
+        assert runs[name]["rendered"], name
+    check_files(runs["text_to_image"], {"image"})
+    check_files(runs["generate_multiview_image"], VIEW_FILES)
+    check_files(runs["edit_multiview_image"], VIEW_FILES)
+    assert {run["type"] for run in runs.values()} == {
+        "text_to_model", "image_to_model", "multiview_to_model", "text_to_image",
+        "generate_multiview_image", "edit_multiview_image"}
+    spent = sum(run["credits"] for run in runs.values())
+    assert spent > 0 and all(run["credits"] > 0 for run in runs.values())
+    assert result["balance"] == {"balance": START - spent, "frozen": 0}
+    seen = stats(url)
+    # image_to_model and generate_multiview_image upload front, multiview three pictures.
+    assert seen["requests_by_api"]["v3"]["upload"] == 5
+    assert set(seen["requests_by_api"]["v2"].values()) == {0}
+
+
+def test_sdk_0_4_2_completes_every_flow_on_v2(url, tmp_path):
+    assert (V2_SDK / "tripo3d" / "client.py").is_file(), (
+        f"tripo3d 0.4.2 is missing from {V2_SDK}: scripts/test.sh (scripts/venv.sh) puts it there")
+    only_api(url, "v2")
+    result = run_sdk("0.4.2", url, tmp_path, pythonpath=str(V2_SDK))
+    runs = result["runs"]
+    for name in ("text_to_model", "image_to_model", "multiview_to_model"):
+        check_files(runs[name], {"model", "rendered_image"})
+        assert runs[name]["rendered"], name
+    check_files(runs["text_to_image"], {"image"})
+    check_files(runs["generate_multiview_image"], VIEW_FILES)
+    check_files(runs["edit_multiview_image"], VIEW_FILES)
+    seen = stats(url)
+    spent = 3 * 20 + 5 + 2 * 10  # three textured models, an image, two multiview image sets
+    assert result["balance"] == {"balance": START - spent, "frozen": 0}
+    assert seen["requests_by_api"]["v2"]["upload"] == 5 and seen["requests"]["balance"] == 1
+    assert set(seen["requests_by_api"]["v3"].values()) == {0}
