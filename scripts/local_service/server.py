@@ -158,8 +158,9 @@ class LocalService:
             if limit and flying >= limit:
                 self.faults.hit("max_in_flight")
                 return None
-            task = Task(str(uuid.uuid4()), key, body, now, int(time.time()), list(sources),
-                        parent)
+            evil = self.faults.take("evil_task_id")
+            task = Task(evil["task_id"] if evil else str(uuid.uuid4()), key, body, now,
+                        int(time.time()), list(sources), parent)
             outcome = self.faults.take("next_status")
             if outcome:
                 task.final_status = outcome["status"]
