@@ -255,3 +255,19 @@ def test_the_same_task_twice_keeps_two_sets_of_files(service, tmp_path):
     assert [n for n, p in second.images if os.path.exists(p)] == ["preview"]
     eng.shutdown()
     assert service.stats()["tasks_created"] == 1
+
+
+def test_an_input_folder_outside_the_inputs_is_never_deleted_with_its_job(service, tmp_path):
+    """A script can hand submit any folder as the job's own: only inputs/<id> is deleted."""
+    outside = outside_files(tmp_path)
+    inputs = tmp_path / "inputs"
+    (inputs / "0123456789ab").mkdir(parents=True)
+    eng = make_engine(tmp_path, inputs_dir=str(inputs))
+    theirs = eng.submit(client(service), BODY, owned=str(outside / "project"))
+    ours = eng.submit(client(service), BODY, owned=str(inputs / "0123456789ab"))
+    for job in (theirs, ours):
+        eng.wait(job.id, timeout=30)
+        eng.remove(job.id)
+    eng.shutdown()
+    assert (outside / "project" / "scene.blend").exists(), "a job deleted a user's folder"
+    assert not (inputs / "0123456789ab").exists()

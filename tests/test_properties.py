@@ -5,6 +5,7 @@ own error, and nothing is ever written or deleted outside the add-on's folder (n
 import json
 import math
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -20,10 +21,19 @@ FEW = settings(max_examples=60, deadline=None, database=None,
 
 # Any text, lone surrogates included (a JSON escape can carry one).
 TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
+# Every path a record names points into this sandbox: a broken check must never reach a
+# real file of the machine's.
+SANDBOX = tempfile.mkdtemp(prefix="modelstream-properties-")
+FOLDER = os.path.join(SANDBOX, "ext")
+OUTSIDE = os.path.join(SANDBOX, "user")
+HOSTILE_PATHS = [OUTSIDE, f"{OUTSIDE}/keep.glb", f"{FOLDER}/downloads/../../user/keep.glb",
+                 f"{FOLDER}/inputs/../../user", f"{FOLDER}/downloads", f"{FOLDER}/inputs",
+                 f"{FOLDER}/history.json", "../user/keep.glb", "keep.glb"]
 SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | TEXT
-           | st.sampled_from(["", "..", "../../x", "/etc/passwd", "C:\\x", "READY"]))
+           | st.sampled_from(["", "..", "../../x", "C:\\x", "READY", *HOSTILE_PATHS]))
 JSONISH = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                        | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
+JOB_IDS = st.text("0123456789abcdef", min_size=12, max_size=12)
 PLAUSIBLE = {
     "id": st.text("0123456789abcdef", min_size=11, max_size=13) | JSONISH,
     "task_id": st.sampled_from(["", "t-1", "../../x", "/abs/task", "a\nb"]) | JSONISH,
@@ -31,15 +41,32 @@ PLAUSIBLE = {
     "body": st.fixed_dictionaries({"type": TEXT}, optional={"prompt": JSONISH}) | JSONISH,
     "images": st.lists(st.lists(TEXT | JSONISH, min_size=2, max_size=2), max_size=3)
     | JSONISH,
-    "output_path": st.sampled_from(["/etc/passwd", "../x.glb", "rel.glb"]) | JSONISH,
-    "owned": st.sampled_from(["/", "/home", ".."]) | JSONISH,
+    "output_path": st.sampled_from(HOSTILE_PATHS) | JSONISH,
+    "owned": st.sampled_from(HOSTILE_PATHS) | JSONISH,
     "created": st.floats() | JSONISH,
     "import_options": st.fixed_dictionaries({}, optional={
         "location": st.lists(st.floats(), min_size=3, max_size=3),
         "target_size": st.floats()}) | JSONISH,
     "output_format": st.sampled_from(["glb", "fbx", "obj"]) | JSONISH,
 }
-RECORDS = st.lists(st.fixed_dictionaries({}, optional=PLAUSIBLE) | JSONISH, max_size=6)
+# Mostly sound records with a few fields hostile, so the checks after loading are reached.
+SOUND = st.fixed_dictionaries({"id": JOB_IDS, "state": st.sampled_from(history.STATES),
+                               "task_id": st.sampled_from(["", "t-1", "t-2"]),
+                               "body": st.just({"type": "text_to_model"})})
+PATHS = st.sampled_from(HOSTILE_PATHS)
+NAMED_PATHS = st.fixed_dictionaries({}, optional={
+    "output_path": PATHS, "owned": PATHS,
+    "images": st.lists(st.lists(st.just("preview") | PATHS, min_size=2, max_size=2))})
+ONE_FIELD = st.one_of(*(st.fixed_dictionaries({k: v}) for k, v in PLAUSIBLE.items()))
+RECORDS = st.lists(st.builds(lambda sound, hostile: {**sound, **hostile}, SOUND,
+                             NAMED_PATHS | ONE_FIELD)
+                   | st.fixed_dictionaries({}, optional=PLAUSIBLE) | JSONISH, max_size=6)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sandbox():
+    yield
+    shutil.rmtree(SANDBOX, ignore_errors=True)
 
 
 def listing(folder):
@@ -53,43 +80,42 @@ def usable(task_id):
 @FEW
 @given(RECORDS)
 def test_any_history_loads_or_is_set_aside_and_no_task_id_is_lost(records):
-    with tempfile.TemporaryDirectory() as top:
-        folder = os.path.join(top, "ext")
-        outside = os.path.join(top, "user")
-        os.makedirs(outside)
-        with open(os.path.join(outside, "keep"), "w") as f:
-            f.write("mine")
-        before = listing(outside)
-        path = os.path.join(folder, "history.json")
-        history.write_atomic(path, records)
-        eng = engine_mod.Engine(os.path.join(folder, "downloads"), history_path=path,
-                                inputs_dir=os.path.join(folder, "inputs"))
-        try:
-            loaded = {j.task_id for j in eng.jobs.values()}
-            salvaged = sum(history.DAMAGED_NOTE[:40] in j.error for j in eng.jobs.values())
-            count = len(eng.jobs)
-            for job in eng.jobs.values():
-                assert paths.JOB_ID.fullmatch(job.id)
-                assert all(isinstance(getattr(job, n), str) for n in history.TEXT_FIELDS)
-                assert isinstance(job.body, dict) and math.isfinite(job.created)
-                for p in [job.output_path, job.owned, *(p for _, p in job.images)]:
-                    assert not p or paths.under(folder, p), p
-            for record in records:
-                if isinstance(record, dict) and usable(record.get("task_id")):
-                    assert record["task_id"] in loaded, "a known task id was lost"
-            for job in list(eng.jobs.values()):
-                eng.remove(job.id)
-        finally:
-            eng.shutdown()
-        assert listing(outside) == before
-        assert listing(top) - before - {outside, folder} <= listing(folder), \
-            "something was written outside the add-on's folder"
-        kept = []
-        if os.path.exists(os.path.join(folder, "history.rejected.json")):
-            with open(os.path.join(folder, "history.rejected.json")) as f:
-                kept = [item["record"] for item in json.load(f)["rejected"]]
-        assert len(kept) == len(records) - count + salvaged, \
-            "a record was neither loaded nor set aside"
+    folder, outside = FOLDER, OUTSIDE
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(outside, exist_ok=True)
+    with open(os.path.join(outside, "keep.glb"), "w") as f:
+        f.write("mine")
+    before = listing(outside)
+    path = os.path.join(folder, "history.json")
+    history.write_atomic(path, records)
+    eng = engine_mod.Engine(os.path.join(folder, "downloads"), history_path=path,
+                            inputs_dir=os.path.join(folder, "inputs"))
+    try:
+        loaded = {j.task_id for j in eng.jobs.values()}
+        salvaged = sum(history.DAMAGED_NOTE[:40] in j.error for j in eng.jobs.values())
+        count = len(eng.jobs)
+        for job in eng.jobs.values():
+            assert paths.JOB_ID.fullmatch(job.id)
+            assert all(isinstance(getattr(job, n), str) for n in history.TEXT_FIELDS)
+            assert isinstance(job.body, dict) and math.isfinite(job.created)
+            for p in [job.output_path, job.owned, *(p for _, p in job.images)]:
+                assert not p or paths.under(folder, p), p
+        for record in records:
+            if isinstance(record, dict) and usable(record.get("task_id")):
+                assert record["task_id"] in loaded, "a known task id was lost"
+        for job in list(eng.jobs.values()):
+            eng.remove(job.id)
+    finally:
+        eng.shutdown()
+    assert listing(outside) == before
+    assert listing(SANDBOX) - before - {outside, folder} <= listing(folder), \
+        "something was written outside the add-on's folder"
+    kept = []
+    if os.path.exists(os.path.join(folder, "history.rejected.json")):
+        with open(os.path.join(folder, "history.rejected.json")) as f:
+            kept = [item["record"] for item in json.load(f)["rejected"]]
+    assert len(kept) == len(records) - count + salvaged, \
+        "a record was neither loaded nor set aside"
 
 
 VALID = json.dumps({"version": 1, "jobs": [{"id": "0123456789ab", "task_id": "t",
@@ -116,7 +142,7 @@ def test_any_bytes_load_or_are_kept_aside_untouched(raw):
                          *(n for n in names if n.startswith("history.json.corrupt-"))}
 
 
-PARTS = TEXT | st.sampled_from(["..", ".", "", "/", "/etc", "a/../../b", "\0", "~", "C:"])
+PARTS = TEXT | st.sampled_from(["..", ".", "", "/", "/etc", "a/../../b", "\0", "~", "C:", "link"])
 
 
 @FEW
