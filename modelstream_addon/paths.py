@@ -45,11 +45,12 @@ def safe_path(root, *parts):
     return path
 
 
-def job_folder(root, job_id):
-    """A job's own download folder, named by the engine's id, never by the service."""
+def job_folder(root, job_id, *names):
+    """A job's own download folder (or a file in it), named by the engine's id, never by
+    the service; checked against `root`, so a folder linked elsewhere is refused too."""
     if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
         raise UnsafePathError(f"Refused the job id {job_id!r}.")
-    return safe_path(root, job_id)
+    return safe_path(root, job_id, *names)
 
 
 def under(root, path):

@@ -64,8 +64,7 @@ class Worker:
 
     def dest(self, name):
         """downloads/<job id>/<name>, checked to stay inside the download folder."""
-        return paths.safe_path(paths.job_folder(self.settings.download_dir, self.job_id),
-                               name)
+        return paths.job_folder(self.settings.download_dir, self.job_id, name)
 
     def _stop(self):
         raise errors.CancelledError("Cancelled.", task_id=self.task_id or None)

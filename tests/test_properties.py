@@ -177,6 +177,9 @@ def test_a_link_out_of_the_folder_is_refused_for_writes_and_deletes(tmp_path):
     (tmp_path / "mine.glb").write_bytes(b"mine")
     (root / "model.glb").symlink_to(tmp_path / "mine.glb")
     (root / "folder").symlink_to(tmp_path, target_is_directory=True)
+    (root / "0123456789ab").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(paths.UnsafePathError):
+        paths.job_folder(str(root), "0123456789ab", "mine.glb")
     with pytest.raises(paths.UnsafePathError):
         paths.safe_path(str(root), "model.glb")
     with pytest.raises(paths.UnsafePathError):
