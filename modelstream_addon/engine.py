@@ -225,21 +225,33 @@ class Engine:
             self._writer.close()
 
     def _restore(self, records):
-        """Jobs from records history.load checked; paths only where the engine keeps files."""
+        """Jobs from records history.load checked. A path outside the engine's folders is
+        re-derived from the job's id (a missing file is fetched again on import)."""
         for record in records:
             job = Job(body=record.get("body") or {}, id=record["id"])
             for name in history.FIELDS:
                 if name in record and name != "id":
                     setattr(job, name, record[name])
-            if not paths.under(self.download_dir, job.output_path):
-                job.output_path = ""
-            job.images = [(name, path) for name, path in job.images
-                          if paths.under(self.download_dir, path)]
+            if job.output_path:
+                job.output_path = self._local(job, job.output_path,
+                                              f"model.{job.output_format or 'glb'}")
+            local = ((name, self._local(job, path, f"{name}.png")) for name, path in job.images)
+            job.images = [(name, path) for name, path in local if path]
             if not self._owns(job.owned):
                 job.owned = ""
             if not job.done and not job.task_id:
                 job.state, job.error, job.message = FAILED, LOST_NOTE, LOST_NOTE
             self._add(job)
+
+    def _local(self, job, path, name):
+        """`path` when it is in the download folder, else downloads/<job id>/<name> ('' when
+        `name` is not a plain file name)."""
+        if paths.under(self.download_dir, path):
+            return path
+        try:
+            return paths.job_folder(self.download_dir, job.id, name)
+        except paths.UnsafePathError:
+            return ""
 
     def _owns(self, folder):
         """An input folder the engine may delete: inputs/<12 hex>, as inputs.py makes."""

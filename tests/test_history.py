@@ -214,8 +214,10 @@ def test_paths_in_the_history_outside_the_folders_are_never_touched(tmp_path):
     history.write_atomic(str(tmp_path / "history.json"), records)
     eng = make_engine(tmp_path, inputs_dir=str(inputs))
     job = eng.jobs[f"{1:012x}"]
-    assert (job.output_path, job.images, job.owned) == ("", [], ""), \
-        "a path from the history outside the add-on's folders was kept"
+    own = tmp_path / "downloads" / job.id
+    assert (job.output_path, job.images, job.owned) == (
+        str(own / "model.glb"), [("preview", str(own / "preview.png"))], ""), \
+        "a path from the history outside the add-on's folders was kept, not re-derived"
     eng.remove(job.id)
     eng.clear_finished()
     eng.configure(max_history=0)
