@@ -76,9 +76,10 @@ def load(path):
         return []
     good, bad, seen = [], [], set()
     side = rejected_path(path)
+    encodes = _encodes(data["jobs"])
     for entry in data["jobs"]:
         try:
-            record = check(entry)
+            record = check(entry, encodes)
         except BadRecord as e:
             bad.append({"reason": str(e), "record": entry})
             record = salvage(entry, side)
@@ -98,8 +99,9 @@ def rejected_path(path):
     return os.path.splitext(path)[0] + ".rejected.json"
 
 
-def check(entry):
-    """A clean copy of one record, or BadRecord saying which field is wrong."""
+def check(entry, encodes=False):
+    """A clean copy of one record, or BadRecord saying which field is wrong. `encodes`:
+    every string and number in it is known to be valid (checked for the whole file)."""
     if not isinstance(entry, dict):
         raise BadRecord(f"a record is a {type(entry).__name__}, not an object")
     if not isinstance(entry.get("id"), str) or not JOB_ID.fullmatch(entry["id"]):
@@ -124,6 +126,9 @@ def check(entry):
     record["body"] = _body(entry.get("body", {}))
     record["images"] = _images(entry.get("images", []))
     record["import_options"] = _import_options(entry.get("import_options", {}))
+    if not encodes and not _encodes(record):
+        raise BadRecord("'body' or 'import_options' holds invalid text (a lone surrogate) "
+                        "or a number that is not finite")
     return record
 
 
@@ -142,6 +147,16 @@ def salvage(entry, side):
     if _is_text(kind):
         job.body["type"] = kind
     return record_of(job)
+
+
+def _encodes(data):
+    """Whether every string in `data` is valid text and every number finite (one pass of
+    the C encoder: JSON escapes can carry a lone surrogate, which Blender refuses)."""
+    try:
+        json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
 
 
 def _is_text(value):
@@ -174,21 +189,14 @@ def _time(value, name):
     return float(value)
 
 
-def _plain(value, name, depth=0):
-    """JSON data whose every string is valid text, at most MAX_DEPTH deep."""
+def _shallow(value, name, depth=0):
+    """At most MAX_DEPTH deep: the writer encodes records recursively."""
     if depth > MAX_DEPTH:
         raise BadRecord(f"{name!r} is nested too deeply")
-    if isinstance(value, str):
-        _text(value, name)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise BadRecord(f"{name!r} holds a number that is not finite")
-    elif isinstance(value, list):
-        for item in value:
-            _plain(item, name, depth + 1)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _text(key, name)
-            _plain(item, name, depth + 1)
+    items = value.values() if isinstance(value, dict) else value
+    for item in items:
+        if isinstance(item, (dict, list)):
+            _shallow(item, name, depth + 1)
     return value
 
 
@@ -198,7 +206,7 @@ def _body(body):
     for name in ("type", "prompt"):
         if name in body and not isinstance(body[name], str):
             raise BadRecord(f"'body.{name}' is not text")
-    return _plain(body, "body")
+    return _shallow(body, "body")
 
 
 def _images(images):
@@ -221,7 +229,7 @@ def _import_options(options):
     for name in ("placement", "size_mode", "shading", "replace"):
         if name in options and not isinstance(options[name], str):
             raise BadRecord(f"'import_options.{name}' is not text")
-    return _plain(options, "import_options")
+    return _shallow(options, "import_options")
 
 
 def _aside_name(path):

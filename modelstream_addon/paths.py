@@ -58,12 +58,9 @@ def under(root, path):
     sorting of paths read back from the history (the resolved check runs before any use)."""
     if not isinstance(path, str) or not os.path.isabs(path) or "\0" in path:
         return False
-    base = os.path.normpath(root)
-    path = os.path.normpath(path)
-    try:
-        return path != base and os.path.commonpath([path, base]) == base
-    except ValueError:  # another drive
-        return False
+    base = os.path.normcase(os.path.normpath(root)).rstrip(os.sep) + os.sep
+    path = os.path.normcase(os.path.normpath(path))
+    return len(path) > len(base) and path.startswith(base)
 
 
 def remove(root, path):

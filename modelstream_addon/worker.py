@@ -9,6 +9,7 @@ nothing the service sends, task id or URL, ever becomes part of a path.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -136,11 +137,17 @@ class Worker:
                 body["prompt"] = prompt
             self.post(body=body)
         self.post(state=DOWNLOADING, message="Downloading the result", progress=100)
-        os.makedirs(paths.job_folder(self.settings.download_dir, self.job_id), exist_ok=True)
+        folder = paths.job_folder(self.settings.download_dir, self.job_id)
+        os.makedirs(folder, exist_ok=True)
         result = {}
-        if tasks.output_kind(task_type) == "model":
-            result["output_path"], result["output_format"] = self.download_model(data)
-        result["images"] = self.download_images(data, task_type)
+        try:
+            if tasks.output_kind(task_type) == "model":
+                result["output_path"], result["output_format"] = self.download_model(data)
+            result["images"] = self.download_images(data, task_type)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only when the failed download left it empty
+            raise
         self.post(state=READY, progress=100, message="Ready to import", **result)
 
     def poll(self):
