@@ -17,6 +17,7 @@ import json
 import math
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
@@ -49,6 +50,11 @@ DAMAGED_NOTE = ("This job's record in the history was damaged and was set aside 
                 "Its task may still have a result: use Import Task by ID {task_id}.")
 
 
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or the other way round.
+_LONE_SURROGATE = re.compile(r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+                             r"|[c-fC-F](?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]))")
+
+
 class BadRecord(ValueError):
     """Why a record from the file cannot become a job."""
 
@@ -65,8 +71,10 @@ def load(path):
     except OSError as e:
         print(f"ModelStream: could not read the job history {path}: {e}")
         return []
+    constants = []
     try:
-        data = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=lambda name: constants.append(name) or float(name))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
@@ -76,7 +84,9 @@ def load(path):
         return []
     good, bad, seen = [], [], set()
     side = rejected_path(path)
-    encodes = _encodes(data["jobs"])
+    # Text decoded from UTF-8 is valid: only an escape can bring a lone surrogate, and
+    # only NaN or Infinity a number that is not finite. Without either, skip the checks.
+    encodes = not constants and not _LONE_SURROGATE.search(text)
     for entry in data["jobs"]:
         try:
             record = check(entry, encodes)
@@ -101,9 +111,13 @@ def rejected_path(path):
 
 def check(entry, encodes=False):
     """A clean copy of one record, or BadRecord saying which field is wrong. `encodes`:
-    every string and number in it is known to be valid (checked for the whole file)."""
+    every string and number in it is known to be valid (the whole file was checked)."""
     if not isinstance(entry, dict):
         raise BadRecord(f"a record is a {type(entry).__name__}, not an object")
+    if not encodes and not _encodes(entry):
+        name = next((k for k, v in entry.items() if not _encodes(v)), "a key")
+        raise BadRecord(f"{name!r} holds invalid text (a lone surrogate) or a number that "
+                        "is not finite")
     if not isinstance(entry.get("id"), str) or not JOB_ID.fullmatch(entry["id"]):
         raise BadRecord("'id' is not a job id")
     record = {"id": entry["id"]}
@@ -126,9 +140,6 @@ def check(entry, encodes=False):
     record["body"] = _body(entry.get("body", {}))
     record["images"] = _images(entry.get("images", []))
     record["import_options"] = _import_options(entry.get("import_options", {}))
-    if not encodes and not _encodes(record):
-        raise BadRecord("'body' or 'import_options' holds invalid text (a lone surrogate) "
-                        "or a number that is not finite")
     return record
 
 
@@ -171,8 +182,9 @@ def _is_text(value):
 
 
 def _text(value, name):
-    if not _is_text(value):
-        raise BadRecord(f"{name!r} is not valid text")
+    """A str (whether it encodes, check() has seen to)."""
+    if not isinstance(value, str):
+        raise BadRecord(f"{name!r} is a {type(value).__name__}, not text")
     return value
 
 
@@ -182,11 +194,22 @@ def _task_id_ok(task_id):
             and task_id == task_id.strip())
 
 
+def _number(value):
+    """A finite float from a JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _time(value, name):
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value < 0):
+    value = _number(value)
+    if value is None or value < 0:
         raise BadRecord(f"{name!r} is not a time")
-    return float(value)
+    return value
 
 
 def _shallow(value, name, depth=0):
@@ -220,11 +243,11 @@ def _import_options(options):
     if not isinstance(options, dict):
         raise BadRecord("'import_options' is not an object")
     location = options.get("location", [0.0, 0.0, 0.0])
-    if not (isinstance(location, list) and len(location) == 3 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in location)):
+    if not (isinstance(location, list) and len(location) == 3
+            and all(_number(v) is not None for v in location)):
         raise BadRecord("'import_options.location' is not three numbers")
-    size = options.get("target_size", 1.0)
-    if isinstance(size, bool) or not isinstance(size, (int, float)) or not size > 0:
+    size = _number(options.get("target_size", 1.0))
+    if size is None or not size > 0:
         raise BadRecord("'import_options.target_size' is not a size")
     for name in ("placement", "size_mode", "shading", "replace"):
         if name in options and not isinstance(options[name], str):

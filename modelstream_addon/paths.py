@@ -9,6 +9,7 @@ planted link cannot reach a user's file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -58,9 +59,15 @@ def under(root, path):
     sorting of paths read back from the history (the resolved check runs before any use)."""
     if not isinstance(path, str) or not os.path.isabs(path) or "\0" in path:
         return False
-    base = os.path.normcase(os.path.normpath(root)).rstrip(os.sep) + os.sep
+    base = _prefix(root)
     path = os.path.normcase(os.path.normpath(path))
     return len(path) > len(base) and path.startswith(base)
+
+
+@functools.lru_cache(maxsize=16)
+def _prefix(root):
+    """`root` as the start of the paths inside it (a history holds thousands of them)."""
+    return os.path.normcase(os.path.normpath(root)).rstrip(os.sep) + os.sep
 
 
 def remove(root, path):
