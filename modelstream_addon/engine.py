@@ -6,6 +6,10 @@ The main thread calls `tick()` (GUI timer) to apply them; it never waits on the 
 Headless, `wait()` blocks on the same queue, so one code path serves both. At most
 `max_concurrent` jobs are at the service at once; the rest wait here, in order. Every job
 is kept in a history file, so tasks still running when Blender closed resume later.
+
+Files: each job downloads into its own folder, downloads/<job id>/, named by the engine;
+a path read back from the history is kept only when it lies in the engine's folders, and
+nothing is deleted outside them (paths.py checks the resolved path right before).
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ import contextlib
 import copy
 import os
 import queue
-import shutil
 import threading
 import time
 
-from . import errors, history, worker
+from . import errors, history, paths, worker
 from .job import (
     CANCEL_NOTE,
     CANCELLED,
@@ -39,7 +42,9 @@ VOLATILE = frozenset(("progress", "message", "status", "queuing_num", "running_l
 class Engine:
     def __init__(self, download_dir, *, max_concurrent=4, poll_min=2.0, poll_max=30.0,
                  time_limit=1800.0, unknown_limit=120.0, max_download=512 * 1024 * 1024,
-                 history_path=None, max_history=200):
+                 history_path=None, max_history=200, inputs_dir=None):
+        """`inputs_dir` holds the jobs' own input folders (deleted with their job)."""
+        self.inputs_dir = inputs_dir
         self.settings = worker.Settings(download_dir, poll_min, poll_max, time_limit,
                                         unknown_limit, max_download)
         self.max_concurrent = max_concurrent
@@ -158,15 +163,14 @@ class Engine:
     def remove(self, job_id, delete_files=True):
         """Forget a job (cancelling it first) and delete its cached files."""
         self.cancel(job_id)
-        job = self.jobs.pop(job_id, None)
-        self._records.pop(job_id, None)
-        if job is not None and delete_files:
-            _delete(job.files())
+        job = self.jobs.get(job_id)
+        if job is not None:
+            self._forget([job], delete_files)
         self._save()
 
     def clear_finished(self):
-        for job in [j for j in self.jobs.values() if j.done]:
-            self.remove(job.id)
+        self._forget([j for j in self.jobs.values() if j.done])
+        self._save()
 
     def mark_imported(self, job_id, imported_as, message=None):
         self._apply(job_id, {"state": IMPORTED, "imported_as": imported_as,
@@ -221,15 +225,59 @@ class Engine:
             self._writer.close()
 
     def _restore(self, records):
+        """Jobs from records history.load checked. A path outside the engine's folders is
+        re-derived from the job's id (a missing file is fetched again on import)."""
         for record in records:
             job = Job(body=record.get("body") or {}, id=record["id"])
             for name in history.FIELDS:
                 if name in record and name != "id":
                     setattr(job, name, record[name])
-            job.images = [tuple(pair) for pair in job.images]
+            if job.output_path:
+                job.output_path = self._local(job, job.output_path,
+                                              f"model.{job.output_format or 'glb'}")
+            local = ((name, self._local(job, path, f"{name}.png")) for name, path in job.images)
+            job.images = [(name, path) for name, path in local if path]
+            if not self._owns(job.owned):
+                job.owned = ""
             if not job.done and not job.task_id:
                 job.state, job.error, job.message = FAILED, LOST_NOTE, LOST_NOTE
             self._add(job)
+
+    def _local(self, job, path, name):
+        """`path` when it is in the download folder, else downloads/<job id>/<name> ('' when
+        `name` is not a plain file name)."""
+        if paths.under(self.download_dir, path):
+            return path
+        try:
+            return paths.job_folder(self.download_dir, job.id, name)
+        except paths.UnsafePathError:
+            return ""
+
+    def _owns(self, folder):
+        """An input folder the engine may delete: inputs/<12 hex>, as inputs.py makes."""
+        return bool(self.inputs_dir and paths.under(self.inputs_dir, folder)
+                    and os.path.dirname(os.path.normpath(folder))
+                    == os.path.normpath(self.inputs_dir)
+                    and paths.JOB_ID.fullmatch(os.path.basename(folder)))
+
+    def _forget(self, gone, delete_files=True):
+        """Drop jobs; with their files: each job's own folder, and what it recorded in the
+        engine's folders that no remaining job shares (old histories named files by task)."""
+        for job in gone:
+            self.jobs.pop(job.id, None)
+            self._records.pop(job.id, None)
+        if not gone or not delete_files:
+            return
+        shared = {os.path.normpath(p) for j in self.jobs.values() for p in j.files()}
+        root = self.download_dir
+        for job in gone:
+            with contextlib.suppress(paths.UnsafePathError):
+                paths.remove(root, paths.job_folder(root, job.id))
+            for path in [job.output_path, *(p for _, p in job.images)]:
+                if path and os.path.normpath(path) not in shared:
+                    paths.remove(root, path)
+            if self._owns(job.owned) and os.path.normpath(job.owned) not in shared:
+                paths.remove(self.inputs_dir, job.owned)
 
     def _add(self, job):
         self.jobs[job.id] = job
@@ -251,10 +299,7 @@ class Engine:
     def _prune(self):
         """Keep the history bounded: the oldest finished jobs go, with their files."""
         finished = sorted((j for j in self.jobs.values() if j.done), key=lambda j: j.created)
-        for job in finished[:max(0, len(self.jobs) - self.max_history)]:
-            self.jobs.pop(job.id)
-            self._records.pop(job.id, None)
-            _delete(job.files())
+        self._forget(finished[:max(0, len(self.jobs) - self.max_history)])
         self._save()
 
     def _apply(self, job_id, update, save=True):
@@ -288,7 +333,7 @@ class Engine:
         def post(**update):
             self._events.put((job_id, update))
 
-        steps = worker.Worker(client, cancel, post, self.settings)
+        steps = worker.Worker(client, cancel, post, self.settings, job_id)
         try:
             self._acquire(job_id, cancel)
             try:
@@ -323,11 +368,3 @@ class Engine:
             self._running -= 1
             self._slots.notify_all()
 
-
-def _delete(paths):
-    for path in paths:
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.remove(path)

@@ -4,16 +4,26 @@ One JSON file, replaced atomically (write a temp file, fsync, rename), so a cras
 mid-write leaves the previous version intact. Writes happen on a writer thread: the main
 thread only hands over a snapshot. Never holds the API key: records are built from the
 request body and job state only.
+
+The file is data, never trusted: each record is checked field by field on load, so one
+damaged record can neither stop the add-on from enabling nor lose the other jobs, and a
+task id once known is kept (a damaged record with a usable task id comes back as a FAILED
+job saying how to import it).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
+
+from . import job as job_mod
+from .paths import JOB_ID
 
 VERSION = 1
 FIELDS = ("id", "task_id", "state", "status", "message", "error", "transport",
@@ -29,16 +39,270 @@ def record_of(job):
     return data
 
 
+STATES = (job_mod.WAITING, job_mod.SUBMITTING, job_mod.QUEUED, job_mod.RUNNING,
+          job_mod.DOWNLOADING, *job_mod.FINAL_STATES)
+TEXT_FIELDS = ("task_id", "status", "message", "error", "transport", "output_path",
+               "imported_as", "owned")
+TIME_FIELDS = ("created", "finished")
+OUTPUT_FORMATS = ("", "glb", "fbx")
+MAX_DEPTH = 32
+DAMAGED_NOTE = ("This job's record in the history was damaged and was set aside in {file}. "
+                "Its task may still have a result: use Import Task by ID {task_id}.")
+
+
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or the other way round.
+_LONE_SURROGATE = re.compile(r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+                             r"|[c-fC-F](?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]))")
+
+
+class BadRecord(ValueError):
+    """Why a record from the file cannot become a job."""
+
+
 def load(path):
-    """Records from `path`; a missing or unreadable file is an empty history."""
+    """The usable records from `path`; never raises. A missing file is an empty history;
+    a file that is not a history is renamed aside; damaged records are moved to the side
+    file (a task id salvaged as a FAILED job) and reported once, by a printed line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
         return []
+    except OSError as e:
+        print(f"ModelStream: could not read the job history {path}: {e}")
+        return []
+    constants = []
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=lambda name: constants.append(name) or float(name))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        data = None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+        aside = _rename_aside(path)
+        print(f"ModelStream: the job history {path} was not readable; it was kept as "
+              f"{aside} and a new history was started.")
         return []
-    return [r for r in data["jobs"] if isinstance(r, dict) and r.get("id")]
+    good, bad, seen = [], [], set()
+    side = rejected_path(path)
+    # Text decoded from UTF-8 is valid: only an escape can bring a lone surrogate, and
+    # only NaN or Infinity a number that is not finite. Without either, skip the checks.
+    encodes = not constants and not _LONE_SURROGATE.search(text)
+    for entry in data["jobs"]:
+        try:
+            record = check(entry, encodes)
+        except BadRecord as e:
+            bad.append({"reason": str(e), "record": entry})
+            record = salvage(entry, side)
+            if record is None:
+                continue
+        if record["id"] in seen:  # two jobs, one id: both keep their task
+            record["id"] = job_mod.Job(body={}).id
+        seen.add(record["id"])
+        good.append(record)
+    if bad:
+        _set_aside(path, raw, side, good, bad)
+    return good
+
+
+def rejected_path(path):
+    """Where damaged records go: history.rejected.json beside history.json."""
+    return os.path.splitext(path)[0] + ".rejected.json"
+
+
+def check(entry, encodes=False):
+    """A clean copy of one record, or BadRecord saying which field is wrong. `encodes`:
+    every string and number in it is known to be valid (the whole file was checked)."""
+    if not isinstance(entry, dict):
+        raise BadRecord(f"a record is a {type(entry).__name__}, not an object")
+    if not encodes and not _encodes(entry):
+        name = next((k for k, v in entry.items() if not _encodes(v)), "a key")
+        raise BadRecord(f"{name!r} holds invalid text (a lone surrogate) or a number that "
+                        "is not finite")
+    if not isinstance(entry.get("id"), str) or not JOB_ID.fullmatch(entry["id"]):
+        raise BadRecord("'id' is not a job id")
+    record = {"id": entry["id"]}
+    for name in TEXT_FIELDS:
+        if name in entry:
+            record[name] = _text(entry[name], name)
+    if not _task_id_ok(record.get("task_id", "")):
+        raise BadRecord("'task_id' is not a task id")
+    state = entry.get("state", job_mod.WAITING)
+    if state not in STATES:
+        raise BadRecord("'state' is not a job state")
+    record["state"] = state
+    output_format = entry.get("output_format", "")
+    if output_format not in OUTPUT_FORMATS:
+        raise BadRecord("'output_format' is not glb or fbx")
+    record["output_format"] = output_format
+    for name in TIME_FIELDS:
+        if name in entry:
+            record[name] = _time(entry[name], name)
+    record["body"] = _body(entry.get("body", {}))
+    record["images"] = _images(entry.get("images", []))
+    record["import_options"] = _import_options(entry.get("import_options", {}))
+    return record
+
+
+def salvage(entry, side):
+    """A damaged record's task id as a FAILED job, so it is never lost; None without one."""
+    task_id = entry.get("task_id") if isinstance(entry, dict) else None
+    if not task_id or not _task_id_ok(task_id):
+        return None
+    note = DAMAGED_NOTE.format(file=os.path.basename(side), task_id=task_id)
+    job = job_mod.Job(body={"type": ""}, task_id=task_id, state=job_mod.FAILED,
+                      error=note, message=note)
+    if isinstance(entry.get("id"), str) and JOB_ID.fullmatch(entry["id"]):
+        job.id = entry["id"]
+    body = entry.get("body")
+    kind = body.get("type") if isinstance(body, dict) else None
+    if _is_text(kind):
+        job.body["type"] = kind
+    return record_of(job)
+
+
+def _encodes(data):
+    """Whether every string in `data` is valid text and every number finite (one pass of
+    the C encoder: JSON escapes can carry a lone surrogate, which Blender refuses)."""
+    try:
+        json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
+
+
+def _is_text(value):
+    """A str that encodes (JSON escapes can carry a lone surrogate, which Blender refuses)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value, name):
+    """A str (whether it encodes, check() has seen to)."""
+    if not isinstance(value, str):
+        raise BadRecord(f"{name!r} is a {type(value).__name__}, not text")
+    return value
+
+
+def _task_id_ok(task_id):
+    """What the service calls a task: short printable text (empty before it is known)."""
+    return (_is_text(task_id) and len(task_id) <= 256 and task_id.isprintable()
+            and task_id == task_id.strip())
+
+
+def _number(value):
+    """A finite float from a JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _time(value, name):
+    value = _number(value)
+    if value is None or value < 0:
+        raise BadRecord(f"{name!r} is not a time")
+    return value
+
+
+def _shallow(value, name, depth=0):
+    """At most MAX_DEPTH deep: the writer encodes records recursively."""
+    if depth > MAX_DEPTH:
+        raise BadRecord(f"{name!r} is nested too deeply")
+    items = value.values() if isinstance(value, dict) else value
+    for item in items:
+        if isinstance(item, (dict, list)):
+            _shallow(item, name, depth + 1)
+    return value
+
+
+def _body(body):
+    if not isinstance(body, dict):
+        raise BadRecord("'body' is not an object")
+    for name in ("type", "prompt"):
+        if name in body and not isinstance(body[name], str):
+            raise BadRecord(f"'body.{name}' is not text")
+    return _shallow(body, "body")
+
+
+def _images(images):
+    if not isinstance(images, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 for pair in images):
+        raise BadRecord("'images' is not a list of [name, path] pairs")
+    return [[_text(name, "images"), _text(path, "images")] for name, path in images]
+
+
+def _import_options(options):
+    if not isinstance(options, dict):
+        raise BadRecord("'import_options' is not an object")
+    location = options.get("location", [0.0, 0.0, 0.0])
+    if not (isinstance(location, list) and len(location) == 3
+            and all(_number(v) is not None for v in location)):
+        raise BadRecord("'import_options.location' is not three numbers")
+    size = _number(options.get("target_size", 1.0))
+    if size is None or not size > 0:
+        raise BadRecord("'import_options.target_size' is not a size")
+    for name in ("placement", "size_mode", "shading", "replace"):
+        if name in options and not isinstance(options[name], str):
+            raise BadRecord(f"'import_options.{name}' is not text")
+    return _shallow(options, "import_options")
+
+
+def _aside_name(path):
+    """history.json.corrupt-<time>, a name not taken yet."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    n = 0
+    while os.path.lexists(aside := f"{path}.corrupt-{stamp}" + (f"-{n}" if n else "")):
+        n += 1
+    return aside
+
+
+def _rename_aside(path):
+    """Keep a file that is not a history beside it; never overwrite it."""
+    aside = _aside_name(path)
+    try:
+        os.rename(path, aside)
+    except OSError as e:
+        return f"{path} (it could not be renamed: {e})"
+    return aside
+
+
+def _set_aside(path, raw, side, good, bad):
+    """Damaged records go to the side file first; only then does the history lose them."""
+    try:
+        with open(side, "rb") as f:
+            kept = json.loads(f.read().decode("utf-8"))["rejected"]
+        if not isinstance(kept, list):
+            raise ValueError
+    except FileNotFoundError:
+        kept = []
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        _rename_aside(side)
+        kept = []
+    stamp = time.time()
+    kept.extend({**item, "set_aside": stamp} for item in bad)
+    try:
+        try:
+            text = json.dumps({"version": VERSION, "rejected": kept}, indent=1)
+        except (ValueError, RecursionError):  # too deep to write back: keep the bytes
+            side = _aside_name(path)
+            with open(side, "xb") as f:
+                f.write(raw)
+        else:
+            write_text_atomic(side, text)
+        write_atomic(path, good)
+    except OSError as e:
+        print(f"ModelStream: could not set damaged history records aside: {e}")
+        return
+    print(f"ModelStream: {len(bad)} damaged job record(s) in the history were set aside in "
+          f"{side} ({bad[0]['reason']}); the other jobs loaded.")
 
 
 def write_text_atomic(path, text):

@@ -8,20 +8,25 @@ Runs on the main thread: local file work only, no network.
 """
 
 import os
-import shutil
 import urllib.parse
 import uuid
 
 import bpy
 
-from . import capture, imagefile
+from . import capture, imagefile, paths
 from .tasks import ValidationError, image_fields
 
 
 def new_workdir(kind="inputs"):
-    """A fresh folder for one job's captures and converted images."""
+    """A fresh folder for one job's captures and converted images: <kind>/<12 hex>, the
+    shape the engine checks before it deletes a job's folder."""
     return bpy.utils.extension_path_user(
         __package__, path=os.path.join(kind, uuid.uuid4().hex[:12]), create=True)
+
+
+def inputs_dir():
+    """Where the jobs' own input folders live."""
+    return bpy.utils.extension_path_user(__package__, path="inputs", create=True)
 
 
 def _save_png(image, field, workdir):
@@ -126,7 +131,7 @@ def keep_only(workdir):
     parent = os.path.dirname(workdir)
     for name in os.listdir(parent):
         if os.path.join(parent, name) != workdir:
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            paths.remove(parent, os.path.join(parent, name))
 
 
 def gather(context, opts):
@@ -147,5 +152,5 @@ def gather(context, opts):
 
 
 def discard(workdir):
-    if workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
+    """Delete a folder new_workdir made; nothing outside the extension's folder."""
+    paths.remove(bpy.utils.extension_path_user(__package__), workdir)

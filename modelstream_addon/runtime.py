@@ -31,7 +31,8 @@ def engine():
         downloads = bpy.utils.extension_path_user(__package__, path="downloads", create=True)
         history = bpy.utils.extension_path_user(__package__, create=True)
         _engine = engine_mod.Engine(downloads, history_path=f"{history}/history.json",
-                                    max_history=preferences.get().max_history)
+                                    max_history=preferences.get().max_history,
+                                    inputs_dir=inputs.inputs_dir())
         apply_preferences()
     return _engine
 

@@ -3,16 +3,19 @@
 A step talks only to the service and the disk, and says what happened through
 `post(**update)`; the engine applies the updates on the main thread. Settings are read
 when a step uses them, so a new limit applies to every download that starts after it.
+Downloads go into the job's own folder under fixed names (model.glb, preview.png...):
+nothing the service sends, task id or URL, ever becomes part of a path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
 from dataclasses import dataclass
 
-from . import errors, formats, imagefile, tasks
+from . import errors, formats, imagefile, paths, tasks
 from .job import DOWNLOADING, QUEUED, READY, RUNNING, SUBMITTING, WAITING
 
 ONGOING_STATUSES = ("queued", "running")
@@ -52,12 +55,17 @@ class Worker:
     """The steps of one job. `task_id` is the service's task once known, so an error
     raised anywhere can name it."""
 
-    def __init__(self, client, cancel, post, settings):
+    def __init__(self, client, cancel, post, settings, job_id):
         self.client = client
         self.cancel = cancel
         self.post = post
         self.settings = settings
+        self.job_id = job_id
         self.task_id = ""
+
+    def dest(self, name):
+        """downloads/<job id>/<name>, checked to stay inside the download folder."""
+        return paths.job_folder(self.settings.download_dir, self.job_id, name)
 
     def _stop(self):
         raise errors.CancelledError("Cancelled.", task_id=self.task_id or None)
@@ -129,11 +137,17 @@ class Worker:
                 body["prompt"] = prompt
             self.post(body=body)
         self.post(state=DOWNLOADING, message="Downloading the result", progress=100)
-        os.makedirs(self.settings.download_dir, exist_ok=True)
+        folder = paths.job_folder(self.settings.download_dir, self.job_id)
+        os.makedirs(folder, exist_ok=True)
         result = {}
-        if tasks.output_kind(task_type) == "model":
-            result["output_path"], result["output_format"] = self.download_model(data)
-        result["images"] = self.download_images(data, task_type)
+        try:
+            if tasks.output_kind(task_type) == "model":
+                result["output_path"], result["output_format"] = self.download_model(data)
+            result["images"] = self.download_images(data, task_type)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only when the failed download left it empty
+            raise
         self.post(state=READY, progress=100, message="Ready to import", **result)
 
     def poll(self):
@@ -190,13 +204,12 @@ class Worker:
             url = pick(fresh.get("output")) or url
 
     def download_model(self, data):
-        """(path, format) of the task's model, named after the task."""
+        """(path, format) of the task's model: model.glb or model.fbx in the job's folder."""
         url = formats.model_url(data.get("output"))
         if not url:
             raise errors.TaskFailedError("The task finished but returned no model.",
                                          task_id=self.task_id)
-        dest = os.path.join(self.settings.download_dir,
-                            f"{self.task_id}.{formats.format_from_url(url) or 'bin'}")
+        dest = self.dest(f"model.{formats.format_from_url(url) or 'bin'}")
         self.fetch(data, formats.model_url, dest)
         return dest, formats.check_model_file(dest, task_id=self.task_id)
 
@@ -212,7 +225,7 @@ class Worker:
                                          task_id=self.task_id)
         images = []
         for name, _ in urls:
-            dest = os.path.join(self.settings.download_dir, f"{self.task_id}_{name}.img")
+            dest = self.dest(f"{name}.img")
             try:
                 self.fetch(data, lambda out, n=name: dict(formats.image_urls(out, kind)).get(n),
                            dest)
@@ -221,7 +234,7 @@ class Worker:
                 if kind == "model":
                     continue
                 raise
-            final = dest[:-4] + "." + ("jpg" if fmt == "jpeg" else fmt)
+            final = self.dest(f"{name}." + ("jpg" if fmt == "jpeg" else fmt))
             os.replace(dest, final)
             images.append((name, final))
         return images

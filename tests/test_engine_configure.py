@@ -41,22 +41,24 @@ def assert_refused_as_too_big(eng, item):
 
 def test_a_smaller_history_prunes_the_oldest_finished_jobs_at_once(tmp_path):
     records = []
+    (tmp_path / "downloads").mkdir()
     for n in range(3):
-        path = tmp_path / f"model{n}.glb"
+        path = tmp_path / "downloads" / f"model{n}.glb"
         path.write_bytes(b"glTF")
-        records.append({"id": f"old{n}", "task_id": f"t{n}", "state": job.IMPORTED,
+        records.append({"id": f"00000000000{n}", "task_id": f"t{n}", "state": job.IMPORTED,
                         "created": 1000.0 + n, "output_path": str(path), "images": [],
                         "body": BODY})
     history.write_atomic(str(tmp_path / "history.json"), records)
     eng = make_engine(tmp_path)
     assert len(eng.jobs) == 3
     eng.configure(max_history=1)
-    assert list(eng.jobs) == ["old2"]
-    assert not os.path.exists(tmp_path / "model0.glb")
-    assert not os.path.exists(tmp_path / "model1.glb")
-    assert os.path.exists(tmp_path / "model2.glb")
+    assert list(eng.jobs) == ["000000000002"]
+    assert not os.path.exists(tmp_path / "downloads" / "model0.glb")
+    assert not os.path.exists(tmp_path / "downloads" / "model1.glb")
+    assert os.path.exists(tmp_path / "downloads" / "model2.glb")
     eng.shutdown()
-    assert [r["id"] for r in history.load(str(tmp_path / "history.json"))] == ["old2"]
+    assert [r["id"] for r in history.load(str(tmp_path / "history.json"))] == [
+        "000000000002"]
 
 
 def test_a_new_download_limit_holds_for_a_job_resumed_after_a_restart(service, tmp_path):

@@ -58,9 +58,10 @@ def test_resume_after_a_restart_finishes_the_task(service, tmp_path):
 
 def test_a_job_lost_before_its_task_id_is_never_resent(tmp_path):
     history.write_atomic(str(tmp_path / "history.json"), [
-        {"id": "lost1", "state": "SUBMITTING", "task_id": "", "body": BODY, "images": []}])
+        {"id": "0123456789ab", "state": "SUBMITTING", "task_id": "", "body": BODY,
+         "images": []}])
     eng = make_engine(tmp_path)
-    job = eng.jobs["lost1"]
+    job = eng.jobs["0123456789ab"]
     assert job.state == job_mod.FAILED and "not sent again" in job.error
     assert eng.resume(None) == []
     eng.shutdown()
@@ -126,7 +127,149 @@ def test_refetch_downloads_again_when_the_cache_is_gone(service, tmp_path):
     assert job.state == job_mod.READY and os.path.exists(job.output_path)
 
 
-@pytest.mark.parametrize("bad", ["{not json", "[]", json.dumps({"jobs": "x"})])
-def test_unreadable_history_is_an_empty_one(tmp_path, bad):
-    (tmp_path / "h.json").write_text(bad)
-    assert history.load(str(tmp_path / "h.json")) == []
+@pytest.mark.parametrize("bad", [b"{not json", b"[]", json.dumps({"jobs": "x"}).encode(),
+                                 b"\xff\xfe not utf-8", b"[" * 100_000, b""])
+def test_a_file_that_is_not_a_history_is_renamed_aside_never_overwritten(
+        tmp_path, bad, capsys):
+    (tmp_path / "history.json").write_bytes(bad)
+    eng = make_engine(tmp_path)
+    assert eng.jobs == {}
+    eng.shutdown()
+    (aside,) = tmp_path.glob("history.json.corrupt-*")
+    assert aside.read_bytes() == bad, "the unreadable history was not kept as it was"
+    assert "was not readable" in capsys.readouterr().out
+    assert history.load(str(tmp_path / "history.json")) == []
+
+
+def good_record(n, **fields):
+    return {"id": f"{n:012x}", "task_id": f"task-{n}", "state": "IMPORTED", "body": BODY,
+            "images": [], "created": 1000.0 + n, **fields}
+
+
+DAMAGED = [
+    ["not", "an", "object"],
+    {**good_record(11), "id": ["a", "list"]},
+    {**good_record(12), "created": "yesterday"},
+    {**good_record(13), "body": "a string body"},
+    {**good_record(14), "state": "EXPLODED"},
+    {**good_record(15), "images": [["preview"]]},
+    {**good_record(16), "message": "\ud800 lone surrogate"},
+    {**good_record(17), "import_options": {"location": [0, 0]}},
+    {**good_record(18), "task_id": 42},
+]
+
+
+def test_damaged_records_are_set_aside_once_and_the_rest_loads(tmp_path, capsys):
+    path = tmp_path / "history.json"
+    history.write_atomic(str(path), [good_record(1), *DAMAGED, good_record(2)])
+    eng = make_engine(tmp_path)
+    report = capsys.readouterr().out
+    assert report.count("damaged job record") == 1, report
+    assert f"{len(DAMAGED)} damaged" in report
+    # The good jobs load as they were; a damaged record with a usable task id comes back
+    # as a FAILED job naming it, so the paid task is never lost.
+    assert eng.jobs[f"{1:012x}"].state == "IMPORTED"
+    assert eng.jobs[f"{2:012x}"].task_id == "task-2"
+    salvaged = {j.task_id: j for j in eng.jobs.values() if j.state == "FAILED"}
+    assert sorted(salvaged) == [f"task-{n}" for n in range(11, 18)]
+    assert "Import Task by ID task-12" in salvaged["task-12"].error
+    assert salvaged["task-12"].id == f"{12:012x}"
+    assert len(eng.jobs) == 2 + 7
+    eng.shutdown()
+    rejected = json.loads((tmp_path / "history.rejected.json").read_text())["rejected"]
+    assert [r["record"] for r in rejected] == json.loads(
+        json.dumps(DAMAGED)), "the side file must hold every damaged record as it was"
+    assert "'id'" in rejected[1]["reason"] and "'created'" in rejected[2]["reason"]
+    again = make_engine(tmp_path)
+    assert "damaged" not in capsys.readouterr().out, "reported once, not at every start"
+    assert set(again.jobs) == set(eng.jobs)
+    again.shutdown()
+
+
+def test_two_records_with_one_id_both_keep_their_task(tmp_path):
+    history.write_atomic(str(tmp_path / "history.json"),
+                         [good_record(1), {**good_record(1), "task_id": "other-task"}])
+    eng = make_engine(tmp_path)
+    eng.shutdown()
+    assert sorted(j.task_id for j in eng.jobs.values()) == ["other-task", "task-1"]
+
+
+def outside_files(tmp_path):
+    """A user's files outside the add-on's folders, that a history record names."""
+    outside = tmp_path / "user"
+    (outside / "project").mkdir(parents=True)
+    for name in ("model.glb", "preview.png", "project/scene.blend"):
+        (outside / name).write_bytes(b"the user's own file")
+    return outside
+
+
+def test_paths_in_the_history_outside_the_folders_are_never_touched(tmp_path):
+    outside = outside_files(tmp_path)
+    inputs = tmp_path / "inputs"
+    records = [good_record(1, output_path=str(outside / "model.glb"),
+                           images=[["preview", str(outside / "preview.png")]],
+                           owned=str(outside / "project")),
+               good_record(2, output_path=str(tmp_path / "downloads" / ".." / "user"),
+                           owned=str(inputs / ".." / "user"))]
+    history.write_atomic(str(tmp_path / "history.json"), records)
+    eng = make_engine(tmp_path, inputs_dir=str(inputs))
+    job = eng.jobs[f"{1:012x}"]
+    own = tmp_path / "downloads" / job.id
+    assert (job.output_path, job.images, job.owned) == (
+        str(own / "model.glb"), [("preview", str(own / "preview.png"))], ""), \
+        "a path from the history outside the add-on's folders was kept, not re-derived"
+    eng.remove(job.id)
+    eng.clear_finished()
+    eng.configure(max_history=0)
+    eng.shutdown()
+    assert not eng.jobs
+    assert sorted(p.name for p in outside.rglob("*")) == [
+        "model.glb", "preview.png", "project", "scene.blend"]
+
+
+def test_an_old_file_two_jobs_share_goes_with_the_last_of_them(tmp_path):
+    """Histories from before per-job folders named the file after the task."""
+    (tmp_path / "downloads").mkdir()
+    shared = tmp_path / "downloads" / "task-1.glb"
+    shared.write_bytes(b"glTF")
+    history.write_atomic(str(tmp_path / "history.json"), [
+        good_record(1, output_path=str(shared)), good_record(2, output_path=str(shared))])
+    eng = make_engine(tmp_path)
+    eng.remove(f"{1:012x}")
+    assert shared.exists(), "removing one job deleted the file another job still uses"
+    eng.remove(f"{2:012x}")
+    eng.shutdown()
+    assert not shared.exists()
+
+
+def test_the_same_task_twice_keeps_two_sets_of_files(service, tmp_path):
+    c = client(service)
+    task_id = c.create_task({**BODY, "prompt": "a twin"})
+    eng = make_engine(tmp_path)
+    first, second = eng.attach(c, task_id), eng.attach(c, task_id)
+    for job in (first, second):
+        eng.wait(job.id, timeout=30)
+        assert job.state == job_mod.READY, job.error
+    assert first.output_path != second.output_path
+    eng.remove(first.id)
+    assert not os.path.exists(first.output_path)
+    assert os.path.getsize(second.output_path) > 1000, "removing one job took the other's"
+    assert [n for n, p in second.images if os.path.exists(p)] == ["preview"]
+    eng.shutdown()
+    assert service.stats()["tasks_created"] == 1
+
+
+def test_an_input_folder_outside_the_inputs_is_never_deleted_with_its_job(service, tmp_path):
+    """A script can hand submit any folder as the job's own: only inputs/<id> is deleted."""
+    outside = outside_files(tmp_path)
+    inputs = tmp_path / "inputs"
+    (inputs / "0123456789ab").mkdir(parents=True)
+    eng = make_engine(tmp_path, inputs_dir=str(inputs))
+    theirs = eng.submit(client(service), BODY, owned=str(outside / "project"))
+    ours = eng.submit(client(service), BODY, owned=str(inputs / "0123456789ab"))
+    for job in (theirs, ours):
+        eng.wait(job.id, timeout=30)
+        eng.remove(job.id)
+    eng.shutdown()
+    assert (outside / "project" / "scene.blend").exists(), "a job deleted a user's folder"
+    assert not (inputs / "0123456789ab").exists()

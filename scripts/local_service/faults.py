@@ -21,7 +21,7 @@ from .api import (
 HTTP_FAULTS = ("fail_create", "fail_get", "fail_balance")
 COUNTED_FAULTS = HTTP_FAULTS + ("truncate_download", "corrupt_glb", "expire_url")
 HIT_COUNTERS = COUNTED_FAULTS + ("next_status", "slow_get", "unknown_for", "max_in_flight",
-                                  "pad_glb_mb")
+                                  "pad_glb_mb", "evil_task_id")
 RESETS = ("reset", "reset_before", "reset_after")
 
 
@@ -76,8 +76,9 @@ def parse(body) -> tuple[dict, dict]:
         raise RequestError("faults must be a JSON object", None)
     unknown = set(body) - {"reset", "delay", "slow", "slow_get", "count", "next_status",
                            "error_code", "error_msg", "unknown_for", "max_in_flight",
-                           "pad_glb_mb", "upload", "data_urls", "multiview_output", "api",
-                           "outputs", "partial_edit", "balance", "credits", *COUNTED_FAULTS}
+                           "pad_glb_mb", "evil_task_id", "upload", "data_urls",
+                           "multiview_output", "api", "outputs", "partial_edit", "balance",
+                           "credits", *COUNTED_FAULTS}
     if unknown:
         name = sorted(unknown)[0]
         raise RequestError(f"unknown fault '{name}'", name)
@@ -106,6 +107,12 @@ def parse(body) -> tuple[dict, dict]:
             "count": 1, "status": status, "error_code": body.get("error_code", 1000),
             "error_msg": body.get("error_msg", "generation failed (local fault injection)"),
             "explicit_error": "error_code" in body or "error_msg" in body}
+    if "evil_task_id" in body:
+        # A hostile service names the next task with a path ("/home/you/x", "../../x").
+        task_id = body["evil_task_id"]
+        if not isinstance(task_id, str) or not task_id:
+            raise RequestError("'evil_task_id' must be a non-empty string", "evil_task_id")
+        updates["evil_task_id"] = {"count": 1, "task_id": task_id}
     for name in HTTP_FAULTS:
         if name in body:
             updates[name] = _http_fault(name, body[name])

@@ -41,9 +41,10 @@ if TYPE_CHECKING:
     from .server import LocalService
 
 MAX_BODY = 52 * 1024 * 1024  # a 50 MB v3 upload still fits, with its multipart framing
-_TASK_GET = re.compile(re.escape(TASK_PATH) + r"/([^/]+)")
-_V3_TASK_GET = re.compile(re.escape(V3_TASKS) + r"/([^/]+)")
-_FILE = re.compile(r"/files/([^/]+)/([^/]+)")
+# A task id may hold slashes (the evil_task_id fault names a task like a path).
+_TASK_GET = re.compile(re.escape(TASK_PATH) + r"/(.+)")
+_V3_TASK_GET = re.compile(re.escape(V3_TASKS) + r"/(.+)")
+_FILE = re.compile(r"/files/(.+)/([^/]+)")
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 
 
