@@ -10,7 +10,10 @@ import time
 
 from .api import GATEWAY_ERRORS, MULTIVIEW_OUTPUTS, RequestError, gateway_error
 
-COUNTED_FAULTS = ("fail_create", "fail_get", "truncate_download", "corrupt_glb", "expire_url")
+# Files no real service should send, served in place of a deliverable (see outputs.hostile).
+HOSTILE_FILES = ("external_uri_glb", "bogus_fbx", "huge_png")
+COUNTED_FAULTS = ("fail_create", "fail_get", "truncate_download", "corrupt_glb", "expire_url",
+                  *HOSTILE_FILES)
 HIT_COUNTERS = COUNTED_FAULTS + ("next_status", "slow_get", "unknown_for", "max_in_flight",
                                   "pad_glb_mb")
 RESETS = ("reset", "reset_before", "reset_after")
@@ -100,7 +103,7 @@ def parse(body) -> tuple[dict, dict]:
     for name in ("fail_create", "fail_get"):
         if name in body:
             updates[name] = _http_fault(name, body[name])
-    for name in ("truncate_download", "corrupt_glb", "expire_url"):
+    for name in ("truncate_download", "corrupt_glb", "expire_url", *HOSTILE_FILES):
         if name in body:
             count = body[name]
             if isinstance(count, bool):
