@@ -132,9 +132,13 @@ def nested(depth):
     (fbx(record(b"A", array_prop([0.0] * 64, claimed=2**31), 1)), "does not match its data"),
     (fbx(record(b"A", array_prop([1.0], encoding=7), 1)), "does not match its data"),
     (fbx(record(b"A", b"?" + bytes(8), 1)), "unknown type"),
+    (MAGIC + struct.pack("<I", 7400) + struct.pack("<IIIB", 42, 1, 1, 1) + b"AS",
+     "properties overrun"),
+    (MAGIC + struct.pack("<I", 7400) + struct.pack("<IIIB", 46, 1, 5, 1) + b"Ad\0\0\0\0",
+     "properties overrun"),
     (fbx(nested(40)(27)), "nests records over 32 deep"),
     (fbx(struct.pack("<IIIB", 0xFFFFFFF0, 0, 0, 1) + b"A"), "ends past its parent or the file"),
-])
+], ids=lambda value: value if isinstance(value, str) else "fbx")
 def test_an_fbx_whose_records_do_not_add_up_is_refused(tmp_path, data, words):
     path = tmp_path / "m.fbx"
     path.write_bytes(data)
