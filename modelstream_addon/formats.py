@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mmap
 import os
 import struct
 import urllib.parse
@@ -17,6 +19,19 @@ MODEL_OUTPUT_KEYS = ("pbr_model", "model", "base_model", "model_url", "pbr_model
 IMAGE_OUTPUT_KEYS = ("generated_image", "generated_image_url", "image", "image_url")
 PREVIEW_OUTPUT_KEYS = ("rendered_image", "rendered_image_url")
 _EXTENSIONS = {".glb": "glb", ".fbx": "fbx"}
+# A model's JSON is kilobytes to a few MiB; parsing takes about 5x its size in memory.
+MAX_GLB_JSON = 64 * 1024 * 1024
+# Binary FBX, as Blender's parser reads it: the magic and a version, then records of
+# (end offset, property count, property bytes, name length) in 32 bits before 7500, 64 after.
+FBX_MAGIC = b"Kaydara FBX Binary  \x00\x1a\x00"
+FBX_VERSIONS = range(7100, 8000)  # Blender refuses older ones; no newer one exists
+FBX_MAX_DEPTH = 32  # real files nest about 6 deep; the parser recurses per level
+# Arrays inflate by at most zlib's own 1032:1; all of a file's by at most this many times
+# its size (models compress 2-5x), so a small file cannot make the importer ask for GBs.
+FBX_MAX_EXPANSION = 32
+FBX_HEADROOM = 2**20
+_FBX_SCALARS = {ord(c): n for c, n in zip("ZYBCIFDL", (1, 2, 1, 1, 4, 4, 8, 8), strict=True)}
+_FBX_ARRAYS = {ord(c): n for c, n in zip("bcilfd", (1, 1, 4, 8, 4, 8), strict=True)}
 
 
 def output_url(value):
@@ -75,18 +90,54 @@ def format_from_url(url):
     return _EXTENSIONS.get(os.path.splitext(path)[1])
 
 
-def check_image_file(path, task_id=None):
-    """Return 'png'/'jpeg'/'webp' of a downloaded image, or delete it and raise."""
-    fmt = imagefile.sniff(path)[0]
-    if fmt in imagefile.MIME:
-        return fmt
-    os.remove(path)
-    raise DownloadError("The downloaded image is not a PNG, JPEG or WEBP file.",
-                        task_id=task_id)
+class FileCheckError(DownloadError):
+    """A downloaded file that must not reach Blender: it was removed, nothing imported."""
+
+
+def _refuse(path, folder, message, task_id):
+    """Remove a refused download, but only inside the download folder, then raise."""
+    folder = os.path.realpath(folder)
+    if os.path.commonpath([os.path.realpath(path), folder]) == folder:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    raise FileCheckError(message, task_id=task_id)
+
+
+def check_image_file(path, *, folder, task_id=None):
+    """Return 'png'/'jpeg'/'webp' of a downloaded image, or remove it and raise. Its size
+    comes from the header, so a huge one is never decoded."""
+    fmt, width, height = imagefile.sniff(path)
+    if fmt not in imagefile.MIME:
+        problem = "is not a PNG, JPEG or WEBP file"
+    elif not width:
+        problem = "hides its size in its header"
+    else:
+        problem = imagefile.decode_problem(width, height)
+        problem = problem and f"is {problem}"
+    if problem:
+        _refuse(path, folder, f"The downloaded image {problem}; it was not loaded.", task_id)
+    return fmt
+
+
+def _external(doc):
+    """The first `uri` in a glTF document that is not a data: URI (the importer would read
+    that file from the user's disk), or None. Walked without recursion."""
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            uri = node.get("uri")
+            if uri is not None and not (isinstance(uri, str)
+                                        and uri[:5].lower() == "data:"):
+                return uri
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
 
 
 def _glb_problem(path):
-    """Why a GLB is unusable (header, declared length, JSON chunk), or None."""
+    """Why a GLB is unusable (header, declared length, JSON chunk, outside files), or None."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         header = f.read(20)
@@ -99,23 +150,115 @@ def _glb_problem(path):
             return f"declares {length} bytes but has {size}"
         if chunk_type != 0x4E4F534A or 20 + chunk_len > size:
             return "has no JSON chunk"
+        if chunk_len > MAX_GLB_JSON:
+            return f"has a {chunk_len / 2**20:.0f} MiB JSON chunk (at most " \
+                   f"{MAX_GLB_JSON // 2**20} MiB)"
         try:
-            json.loads(f.read(chunk_len))
-        except ValueError:
+            doc = json.loads(f.read(chunk_len))
+        except (ValueError, RecursionError):
             return "has a corrupt JSON chunk"
+    if not isinstance(doc, dict):
+        return "has a corrupt JSON chunk"
+    uri = _external(doc)
+    if uri is not None:
+        return f"refers to a file outside it ({str(uri)[:80]!r})"
     return None
 
 
-def check_model_file(path, task_id=None):
-    """Return the format of a downloaded model, or delete it and raise."""
+def _fbx_properties(data, at, count, end):
+    """(where the properties end, bytes their arrays inflate to), or a str: the problem."""
+    inflated = 0
+    for _ in range(count):
+        if at >= end:
+            return "has a record whose properties overrun it"
+        kind = data[at]
+        at += 1
+        if kind in _FBX_SCALARS:
+            at += _FBX_SCALARS[kind]
+        elif kind in (0x53, 0x52):  # S, R: a u32 length, then the bytes
+            if at + 4 > end:
+                return "has a record whose properties overrun it"
+            at += 4 + struct.unpack_from("<I", data, at)[0]
+        elif kind in _FBX_ARRAYS:
+            if at + 12 > end:
+                return "has a record whose properties overrun it"
+            length, encoding, packed = struct.unpack_from("<III", data, at)
+            at += 12 + packed
+            wants = length * _FBX_ARRAYS[kind]
+            if encoding not in (0, 1) or (encoding == 0 and wants != packed) \
+                    or wants > packed * 1032 + 64:
+                return "has an array whose length does not match its data"
+            inflated += wants
+        else:
+            return f"has a property of unknown type {kind}"
+    if at > end:
+        return "has a record whose properties overrun it"
+    return at, inflated
+
+
+def _fbx_walk(data):
+    """Walk every record as Blender's parser would, without reading the arrays."""
+    size = len(data)
+    version = struct.unpack_from("<I", data, len(FBX_MAGIC))[0]
+    if version not in FBX_VERSIONS:
+        return f"is FBX version {version}, not 7.1 to 7.x"
+    head = struct.Struct("<QQQB" if version >= 7500 else "<IIIB")
+    null = bytes(head.size)  # the empty record that closes a list of children
+    at = len(FBX_MAGIC) + 4
+    open_ends = []  # the end offsets of the records whose children are being walked
+    inflated = 0
+    while True:
+        if open_ends and at >= open_ends[-1] - len(null):
+            if at != open_ends[-1] - len(null) or data[at:at + len(null)] != null:
+                return "has a record whose children overrun it"
+            at = open_ends.pop()
+            continue
+        if at + head.size > size:
+            return "ends before its last record"
+        end, count, _, name_len = head.unpack_from(data, at)
+        if end == 0 and not open_ends:
+            break
+        if not at + head.size + name_len <= end <= (open_ends[-1] if open_ends else size):
+            return "has a record that ends past its parent or the file"
+        found = _fbx_properties(data, at + head.size + name_len, count, end)
+        if isinstance(found, str):
+            return found
+        props_end, grown = found
+        inflated += grown
+        if props_end == end:
+            at = end
+        elif len(open_ends) >= FBX_MAX_DEPTH:
+            return f"nests records over {FBX_MAX_DEPTH} deep"
+        else:
+            open_ends.append(end)
+            at = props_end
+    if inflated > FBX_MAX_EXPANSION * size + FBX_HEADROOM:
+        return f"has arrays that inflate to {inflated / 2**20:.0f} MiB"
+    return None
+
+
+def _fbx_problem(path):
+    """Why a binary FBX would mislead Blender's importer (sizes past the file, runaway
+    nesting or inflation: a 40-byte file can make it ask for 16 GB), or None."""
+    with open(path, "rb") as f:
+        if f.read(len(FBX_MAGIC) + 4)[:len(FBX_MAGIC)] != FBX_MAGIC \
+                or os.path.getsize(path) < len(FBX_MAGIC) + 4:
+            return "has no binary FBX header"
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _fbx_walk(data)
+
+
+def check_model_file(path, *, folder, task_id=None):
+    """Return the format of a downloaded model, or remove it and raise."""
     fmt = imagefile.sniff(path)[0]
     problem = None
     if fmt not in ("glb", "fbx"):
         problem = "is neither a GLB nor a binary FBX file"
     elif fmt == "glb":
         problem = _glb_problem(path)
+    else:
+        problem = _fbx_problem(path)
     if problem:
-        os.remove(path)
-        raise DownloadError(f"The downloaded model {problem}; it was not imported.",
-                            task_id=task_id)
+        _refuse(path, folder, f"The downloaded model {problem}; it was not imported.",
+                task_id)
     return fmt

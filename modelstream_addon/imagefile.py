@@ -16,6 +16,10 @@ from .errors import ModelStreamError
 MIN_SIDE = 20
 MAX_SIDE = 6000
 MAX_BYTES = 20 * 1024 * 1024
+# Blender decodes a whole image (4 floats a pixel for some formats) on the main thread before
+# it can scale one, so past this it is refused from its header: 20000 x 20000 px would hold
+# Blender for seconds and take gigabytes, from a 400 KB PNG.
+MAX_DECODE_PIXELS = 64_000_000
 API_TYPES = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 # A JPEG's size sits after its metadata segments (64 KiB each at most): read a few.
@@ -100,6 +104,24 @@ def _accept(head, size, field, name):
     if size > MAX_BYTES:
         raise ImageError(f"{field}: {size / 1e6:.1f} MB is over the 20 MB limit.")
     return fmt
+
+
+def decode_problem(width, height):
+    """Why an image of this size must not be decoded, or ''."""
+    if width * height <= MAX_DECODE_PIXELS:
+        return ""
+    return (f"{width}x{height} px ({width * height / 1e6:.0f} MP), over the "
+            f"{MAX_DECODE_PIXELS / 1e6:.0f} MP the add-on decodes")
+
+
+def check_decodable(path, field="image"):
+    """Refuse, from its header, an image too large to decode; a size the header hides is
+    left to Blender (formats this sniffer does not read)."""
+    _, width, height = sniff(path)
+    problem = decode_problem(width, height)
+    if problem:
+        raise ImageError(f"{field}: {os.path.basename(path)} is {problem}; it was not read. "
+                         f"Scale it below {MAX_SIDE} px a side first.")
 
 
 def check(path, field="image"):

@@ -60,7 +60,7 @@ def prepare_file(value, field, workdir):
         imagefile.check(path, field)
         return path
     except imagefile.ImageError:
-        pass
+        imagefile.check_decodable(path, field)
     image = bpy.data.images.load(path, check_existing=False)
     try:
         if not image.size[0]:

@@ -211,7 +211,8 @@ class Worker:
                                          task_id=self.task_id)
         dest = self.dest(f"model.{formats.format_from_url(url) or 'bin'}")
         self.fetch(data, formats.model_url, dest)
-        return dest, formats.check_model_file(dest, task_id=self.task_id)
+        return dest, formats.check_model_file(dest, folder=self.settings.download_dir,
+                                             task_id=self.task_id)
 
     def download_images(self, data, task_type):
         """[(name, path)]. A model's preview is a bonus: losing it never fails the job."""
@@ -229,7 +230,8 @@ class Worker:
             try:
                 self.fetch(data, lambda out, n=name: dict(formats.image_urls(out, kind)).get(n),
                            dest)
-                fmt = formats.check_image_file(dest, task_id=self.task_id)
+                fmt = formats.check_image_file(dest, folder=self.settings.download_dir,
+                                               task_id=self.task_id)
             except errors.DownloadError:
                 if kind == "model":
                     continue

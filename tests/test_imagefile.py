@@ -59,15 +59,16 @@ def test_image_errors_are_the_addons_own():
 def test_downloads_are_checked_by_the_same_sniffer(tmp_path):
     picture = tmp_path / "preview.img"
     picture.write_bytes(jpeg(64, 64))
-    assert formats.check_image_file(str(picture)) == "jpeg"
+    folder = str(tmp_path)
+    assert formats.check_image_file(str(picture), folder=folder) == "jpeg"
     model = tmp_path / "model.glb"
     model.write_bytes(GLB)
     with pytest.raises(errors.DownloadError, match="not a PNG, JPEG or WEBP"):
-        formats.check_image_file(str(model), task_id="t1")
+        formats.check_image_file(str(model), folder=folder, task_id="t1")
     assert not model.exists()
     png = write_png(tmp_path / "model.fbx")
     with pytest.raises(errors.DownloadError, match="neither a GLB nor a binary FBX"):
-        formats.check_model_file(png)
+        formats.check_model_file(png, folder=folder)
     fbx = tmp_path / "quad.fbx"
-    fbx.write_bytes(b"Kaydara FBX Binary  \0\x1a\0" + b"\0" * 64)
-    assert formats.check_model_file(str(fbx)) == "fbx"
+    fbx.write_bytes(b"Kaydara FBX Binary  \0\x1a\0" + struct.pack("<I", 7400) + b"\0" * 13)
+    assert formats.check_model_file(str(fbx), folder=folder) == "fbx"

@@ -22,6 +22,11 @@ bpy.ops.import_scene.gltf and (b) with importer.import_model(..., placement CURS
 scene reset with read_homefile(use_empty=True) before each; a warm-up of each, then three
 rounds alternating which goes first; medians and the ratio ours/plain (goal <= 1.10). The
 glTF operator inside import_model is timed too, so our own steps are also shown apart.
+
+Part 3 (bpy): the add-on installed from its zip (`--history N` old jobs in its history and
+job list), `--jobs` jobs submitted through runtime.submit to a fresh local service; its
+timer callback (runtime._timer: Engine.tick, the job list's mirror, redraw tags) called
+every 10 ms until they are READY. Same goals as part 1, for the whole callback.
 """
 
 from __future__ import annotations
@@ -382,6 +387,57 @@ def run_import(path, rounds):
           "median (less noisy than the ratio of two medians)")
 
 
+def run_timer(args, workdir):
+    """Part 3: the add-on's whole timer callback (resume check, Engine.tick, the job list's
+    mirror, redraw tags), installed from its zip, while `--jobs` jobs poll to the end."""
+    import bench_jobs
+    import bpy
+
+    package = bench_jobs.install_addon(workdir)
+    bench_jobs.fill_history(package, args.history)
+    proc, url = start_service(3.0)
+    os.environ.update(MODELSTREAM_API_KEY=KEY, MODELSTREAM_BASE_URL=url)
+    try:
+        bpy.context.preferences.system.use_online_access = True
+        package.register()
+        runtime = bench_jobs.importlib_module("runtime")
+        runtime.set_poll_floor(args.poll_min)
+        eng = runtime.engine()
+        engine_ticks = []
+        real_tick = eng.tick
+
+        def timed_tick():
+            start = time.perf_counter()
+            changed = real_tick()
+            engine_ticks.append(time.perf_counter() - start)
+            return changed
+
+        eng.tick = timed_tick
+        jobs = [runtime.submit(bpy.context, runtime.prepare(bpy.context, {
+            "task_type": "text_to_model", "prompt": SMALL_PROMPTS[n % 10] + f" {n}",
+            "face_limit": 10000})) for n in range(args.jobs)]
+        calls = []
+        deadline = time.monotonic() + args.timeout
+        while not all(job.done for job in jobs):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out; states: {[j.state for j in jobs]}")
+            calls.append(bench_jobs.timed(runtime._timer))
+            time.sleep(args.interval)
+        for job in jobs:
+            runtime.remove(bpy.context, job.id)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    p50, p99, peak = summary(calls)
+    e50, e99, emax = summary(engine_ticks)
+    print(f"\n== Part 3: the add-on's timer callback (runtime._timer: Engine.tick + the job "
+          f"list's mirror), {args.jobs} jobs to READY, {args.history} old jobs in the list ==")
+    print(f"timer p50 {p50:.3f} ms | p99 {p99:.3f} ms (goal < {P99_GOAL_MS:g} ms, ratio "
+          f"{p99 / P99_GOAL_MS:.2f}) | max {peak:.3f} ms (goal < {MAX_GOAL_MS:g} ms, ratio "
+          f"{peak / MAX_GOAL_MS:.2f}) over {len(calls)} calls")
+    print(f"  of which Engine.tick: p50 {e50:.3f} | p99 {e99:.3f} | max {emax:.3f} ms")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--poll-min", type=float, default=0.5,
@@ -402,6 +458,7 @@ def main(argv=None):
                              "keeps by default (default: 0)")
     parser.add_argument("--rounds", type=int, default=3, help="import rounds (default: 3)")
     parser.add_argument("--no-import", action="store_true", help="skip part 2 (bpy)")
+    parser.add_argument("--no-timer", action="store_true", help="skip part 3 (bpy)")
     parser.add_argument("--profile", action="store_true",
                         help="also time a history snapshot for 9 to 5000 jobs")
     parser.add_argument("--timeout", type=float, default=180.0)
@@ -417,10 +474,12 @@ def main(argv=None):
     if args.profile:
         profile_history()
     try:
+        # Before bpy is first imported: a throw-away Blender user folder.
+        os.environ["BLENDER_USER_RESOURCES"] = os.path.join(workdir, "blender_user")
         if not args.no_import:
-            # Before bpy is first imported: a throw-away Blender user folder.
-            os.environ["BLENDER_USER_RESOURCES"] = os.path.join(workdir, "blender_user")
             run_import(path, args.rounds)
+        if not args.no_timer:
+            run_timer(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -19,7 +19,10 @@ from .api import (
 )
 
 HTTP_FAULTS = ("fail_create", "fail_get", "fail_balance")
-COUNTED_FAULTS = HTTP_FAULTS + ("truncate_download", "corrupt_glb", "expire_url")
+# Files no real service should send, served in place of a deliverable (see outputs.hostile).
+HOSTILE_FILES = ("external_uri_glb", "bogus_fbx", "huge_png")
+COUNTED_FAULTS = HTTP_FAULTS + ("truncate_download", "corrupt_glb", "expire_url",
+                                *HOSTILE_FILES)
 HIT_COUNTERS = COUNTED_FAULTS + ("next_status", "slow_get", "unknown_for", "max_in_flight",
                                   "pad_glb_mb", "evil_task_id")
 RESETS = ("reset", "reset_before", "reset_after")
@@ -116,7 +119,7 @@ def parse(body) -> tuple[dict, dict]:
     for name in HTTP_FAULTS:
         if name in body:
             updates[name] = _http_fault(name, body[name])
-    for name in ("truncate_download", "corrupt_glb", "expire_url"):
+    for name in ("truncate_download", "corrupt_glb", "expire_url", *HOSTILE_FILES):
         if name in body:
             count = body[name]
             if isinstance(count, bool):

@@ -34,6 +34,7 @@ from .api import (
 from .faults import RESETS
 from .images import MAX_IMAGE_BYTES, check_image
 from .models import corrupt_glb
+from .outputs import hostile
 from .v3 import validate_v3
 from .validation import parse_multipart, validate
 
@@ -240,6 +241,8 @@ class Handler(BaseHTTPRequestHandler):
                               "application/xml")
         if content_type == "model/gltf-binary" and self.service.faults.take("corrupt_glb"):
             data = corrupt_glb(data)
+        if deliverable:
+            data = hostile(match.group(2), data, self.service.faults)
         if deliverable and self.service.faults.take("truncate_download"):
             self._send(200, data, content_type, limit=len(data) // 2)
             self.close_connection = True

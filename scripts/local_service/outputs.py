@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import struct
+import zlib
 
 from .api import MULTIVIEW_IMAGE_TYPES
 from .images import embeddable_texture, texture_png, tinted_png
@@ -56,3 +60,39 @@ def _front_image(task: Task) -> bytes | None:
     if task.parent is not None:
         return make(task.parent, "front_view.png")
     return task.images[0] if task.images else None
+
+
+def hostile(name: str, data: bytes, faults) -> bytes:
+    """A deliverable swapped for a hostile file when one is armed: a GLB whose image points
+    at a file on the client's disk, a 45-byte FBX whose record claims 4 GB, a 400 KB PNG
+    of 20000 x 20000 px."""
+    ext = os.path.splitext(name)[1]
+    if ext == ".glb" and faults.take("external_uri_glb"):
+        json_len = struct.unpack_from("<I", data, 12)[0]
+        doc = json.loads(data[20:20 + json_len])
+        doc["images"] = [{"uri": "../../../../../../../../etc/hosts"}]
+        text = json.dumps(doc).encode()
+        text += b" " * (-len(text) % 4)
+        rest = data[20 + json_len:]  # the BIN chunk, as it was
+        return b"".join((struct.pack("<4sII", b"glTF", 2, 20 + len(text) + len(rest)),
+                         struct.pack("<I4s", len(text), b"JSON"), text, rest))
+    if ext == ".fbx" and faults.take("bogus_fbx"):
+        return (b"Kaydara FBX Binary  \x00\x1a\x00" + struct.pack("<I", 7400)
+                + struct.pack("<IIIB", 0xFFFFFFF0, 1, 5, 0) + b"S" + struct.pack("<I", 2**32 - 9))
+    if ext == ".png" and faults.take("huge_png"):
+        return _huge_png()
+    return data
+
+
+@functools.cache
+def _huge_png(side: int = 20000) -> bytes:
+    """A grey PNG of side x side px: 400 MB of pixels in about 400 KB."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    packer, row = zlib.compressobj(9), bytes(side + 1)
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
