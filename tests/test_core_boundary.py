@@ -7,7 +7,7 @@ import sys
 from tests.conftest import ROOT
 
 CORE = ("client", "tasks", "engine", "job", "worker", "history", "errors", "formats",
-        "imagefile")
+        "imagefile", "services")
 
 PROBE = """
 import importlib, sys
