@@ -314,17 +314,20 @@ def refetch(context, job_id):
 
 def refresh_balance(context=None):
     """Ask the chosen service for the credit balance on a thread; `poll_balance` (the
-    timer) takes the answer. Without a key, online access or an endpoint: nothing."""
+    timer) takes the answer. Returns the request's Future, or None when nothing was asked
+    (no key, no online access, one in flight, or a service without the endpoint)."""
     global _balance_future
     if not bpy.app.online_access or (_balance_future and not _balance_future.done()):
-        return
+        return None
     try:
         client = preferences.make_client(context)
     except errors.ModelStreamError:
-        return  # no key yet or a bad setting: the panel and the next task say so
+        return None  # no key yet or a bad setting: the panel and the next task say so
     where = (client.service.name, client.base_url)
-    if where not in _no_balance:
-        _balance_future = engine().call(lambda: (where, client.balance()))
+    if where in _no_balance:
+        return None
+    _balance_future = engine().call(lambda: (where, client.balance()))
+    return _balance_future
 
 
 def poll_balance():
