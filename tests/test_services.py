@@ -1,6 +1,8 @@
 """Choosing the service, credits, and partial edits, in the real add-on against the local
 service (the ModelStream side; tests/test_tripo_v3.py drives Tripo API v3)."""
 
+import logging
+
 import pytest
 
 from tests.conftest import refused, wait_until, write_png
@@ -79,7 +81,7 @@ def test_the_default_address_follows_the_service_a_typed_one_stays(blender, addo
 
 
 def test_no_balance_endpoint_shows_nothing_logs_nothing_and_is_asked_once(
-        blender, addon, service, monkeypatch, capfd):
+        blender, addon, service, monkeypatch, capfd, caplog):
     proxy = Relay(service.url, missing=(BALANCE,))
     monkeypatch.setenv("MODELSTREAM_BASE_URL", proxy.url)
     runtime = addon.runtime
@@ -94,6 +96,7 @@ def test_no_balance_endpoint_shows_nothing_logs_nothing_and_is_asked_once(
     assert "credits" not in labels(draw(blender.types.MODELSTREAM_PT_generate, blender))
     out, err = capfd.readouterr()
     assert "balance" not in (out + err).lower() and "error" not in (out + err).lower()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def edited_views_only(path, answer):
