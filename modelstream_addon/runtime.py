@@ -77,7 +77,7 @@ def resume():
             print(f"ModelStream: unfinished tasks wait until this is fixed: {e}")
         return
     for job in unfinished:
-        _check_source(job.body)
+        _hand_over_views(job.body)
     for job in engine().resume(lambda j: clients[j.service or services.DEFAULT]):
         _auto_import[job.id] = RESUMED_NOTE
     _resume_pending = False
@@ -247,22 +247,30 @@ def prepare(context, opts, service=None):
     return Prepared(body, client, workdir, placement)
 
 
-def _check_source(body):
-    """An edited set of views cannot be edited again: refuse it when the history knows.
-    The source's downloaded views are handed to the workers, to complete a partial edit."""
+def _source_job(body):
+    """The history's job for the task an edit_multiview_image body edits, or None."""
     source = body.get("original_task_id")
     if body.get("type") != "edit_multiview_image" or not source:
-        return
-    known = next((j for j in engine().jobs.values() if j.task_id == source), None)
-    if known is None:
-        return
-    if known.body.get("type") == "edit_multiview_image":
+        return None
+    return next((j for j in engine().jobs.values() if j.task_id == source), None)
+
+
+def _check_source(body):
+    """An edited set of views cannot be edited again: refuse it when the history knows."""
+    known = _source_job(body)
+    if known is not None and known.body.get("type") == "edit_multiview_image":
         raise tasks.ValidationError(
             "original_task_id", "that task is an edit; an edited set cannot be edited again. "
             "Edit the generate_multiview_image task it came from.")
-    views = {name: path for name, path in known.images if name in tasks.VIEWS}
+    _hand_over_views(body)
+
+
+def _hand_over_views(body):
+    """The source's downloaded views, for the worker to complete a partial edit with."""
+    known = _source_job(body)
+    views = {name: path for name, path in known.images if name in tasks.VIEWS} if known else {}
     if views:
-        engine().settings.known_views[source] = views
+        engine().settings.known_views[known.task_id] = views
 
 
 def again(context, old):

@@ -170,3 +170,13 @@ def test_a_partial_edit_of_a_task_the_history_lacks_gets_the_source_once(blender
     assert partial.count("GET", f"/tripo/v2/openapi/task/{source.task_id}") == polled + 1
     assert read(views["front"]) == originals["front"]
     assert read(views["back"]) != originals["back"]
+
+
+def test_the_python_api_takes_a_service_per_call(blender, addon, service, monkeypatch):
+    api = addon.api
+    with pytest.raises(api.ValidationError, match="no refine_model"):
+        api.generate("refine_model", draft_model_task_id="draft-1", service="tripo-v3")
+    monkeypatch.setenv("MODELSTREAM_SERVICE", "tripo-v3")
+    result = api.generate(prompt="a v2 cup", face_limit=300, service="modelstream")
+    assert result.ok and addon.runtime.job(result.job_id).service == "modelstream"
+    assert service.stats()["tasks_created"] == 1
