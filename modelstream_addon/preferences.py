@@ -32,7 +32,9 @@ def _service_changed(self, context):
     """The address follows the service unless the user typed their own."""
     from . import runtime
 
-    self.base_url = services.base_url(services.named(self.service), self.base_url)
+    chosen = services.named(self.service)
+    if services.base_url(chosen, self.base_url) == chosen.default_base_url:
+        self.base_url = chosen.default_base_url
     runtime.refresh_balance(context)
 
 

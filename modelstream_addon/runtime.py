@@ -339,9 +339,9 @@ def refresh_balance(context=None):
 
 
 def poll_balance():
-    """Take the balance once it has come; True when what the panel shows changed. A
-    service without the endpoint, or a failed request, shows nothing and logs nothing:
-    the balance is a convenience, never an error."""
+    """Take the balance once it has come; True when an answer was taken (the panel
+    redraws). A service without the endpoint, or a failed request, shows nothing and logs
+    nothing: the balance is a convenience, never an error."""
     global _balance_future, balance, balance_service
     if _balance_future is None or not _balance_future.done():
         return False
@@ -353,10 +353,9 @@ def poll_balance():
     else:
         if value is None:
             _no_balance.add((service, base_url))
-    shown = "" if value is None else f"{value:,.2f}".rstrip("0").rstrip(".")
-    changed = (shown, service) != (balance, balance_service)
-    balance, balance_service = shown, service
-    return changed
+    balance = "" if value is None else f"{value:,.2f}".rstrip("0").rstrip(".")
+    balance_service = service
+    return True
 
 
 # Finish: wait, then land ---------------------------------------------------------------------
