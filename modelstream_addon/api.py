@@ -10,7 +10,9 @@
 
 Options are the operator's (and the API's) names: task_type, prompt, face_limit,
 texture, pbr, image_path, view_front..., placement, size_mode, ... Unset ones take the
-operator's defaults, never the panel's settings, so scripts are reproducible. Bad input
+operator's defaults, never the panel's settings, so scripts are reproducible. The service
+is MODELSTREAM_SERVICE's, else the preferences'; `service="tripo-v3"` (or "modelstream")
+picks one for a call. Bad input
 raises `ValidationError` (a `ModelStreamError`) before anything is sent. In the GUI,
 `submit` never blocks: the result is imported when it arrives. Only `wait`/`generate`
 block, and only when asked to.
@@ -58,14 +60,15 @@ def _defaults():
     return {name: props[name].default for name in OPTION_NAMES}
 
 
-def submit(task_type="text_to_model", *, context=None, **options):
+def submit(task_type="text_to_model", *, context=None, service=None, **options):
     """Start a task and return its job id at once; the result is imported when ready
     (in the GUI by the add-on's timer; headless when you call `wait`)."""
     context = context or bpy.context
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
         raise ValidationError(unknown[0], f"unknown option; known: {', '.join(OPTION_NAMES)}")
-    job = runtime.start_job(context, {**_defaults(), **options, "task_type": task_type})
+    job = runtime.start_job(context, {**_defaults(), **options, "task_type": task_type},
+                            service)
     if not bpy.app.background:
         runtime.follow(context, job)
     return job.id
@@ -85,10 +88,11 @@ def wait(job_ids, *, timeout=None, context=None):
     return results[0] if single else results
 
 
-def generate(task_type="text_to_model", *, timeout=None, context=None, **options):
+def generate(task_type="text_to_model", *, timeout=None, context=None, service=None,
+             **options):
     """Submit, wait and import; returns the Result, or raises TaskFailedError."""
-    result = wait(submit(task_type, context=context, **options), timeout=timeout,
-                  context=context)
+    result = wait(submit(task_type, context=context, service=service, **options),
+                  timeout=timeout, context=context)
     if not result.ok:
         raise TaskFailedError(result.error or f"The job ended {result.state.lower()}.",
                               task_id=result.task_id)

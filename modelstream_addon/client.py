@@ -1,8 +1,10 @@
-"""HTTP client for the ModelStream API (a relay of Tripo's v2 task API). No bpy here.
+"""HTTP client for the ModelStream API (a relay of Tripo's v2 task API) and Tripo API v3.
+No bpy here.
 
 One `requests.Session`, bearer auth, connect/read timeouts on every call. GETs are retried
 with back-off; a task-creating POST is resent only when it provably never reached the
-service, so a user is never charged twice.
+service, so a user is never charged twice. Paths and body shapes come from the service's
+adapter (services.py); everything else is shared.
 """
 
 from __future__ import annotations
@@ -17,13 +19,11 @@ import urllib.parse
 import requests
 import urllib3.exceptions
 
-from . import errors, netguard
+from . import errors, netguard, services
 
 log = logging.getLogger("modelstream")
 
-DEFAULT_BASE_URL = "https://api.modelstream.ai"
-TASK_PATH = "/tripo/v2/openapi/task"
-UPLOAD_PATH = "/tripo/v2/openapi/upload"
+DEFAULT_BASE_URL = services.ModelStream.default_base_url
 USER_AGENT = "modelstream-blender/0.1"
 DEFAULT_MAX_DOWNLOAD = 512 * 1024 * 1024
 
@@ -122,7 +122,7 @@ class ModelStreamClient:
 
     def __init__(self, api_key, base_url=DEFAULT_BASE_URL, *, connect_timeout=10.0,
                  read_timeout=60.0, max_retries=4, backoff=1.0, proxy="system", proxy_url="",
-                 ca_bundle="", download_deadline=900.0):
+                 ca_bundle="", download_deadline=900.0, service=None):
         if not api_key or not api_key.strip():
             raise errors.ConfigError(
                 "No API key: set the MODELSTREAM_API_KEY environment variable or "
@@ -133,6 +133,7 @@ class ModelStreamClient:
                 f"Base URL must start with http:// or https://, got {base_url!r}.")
         self._key = netguard.check_key(api_key.strip())
         self.download_deadline = download_deadline
+        self.service = service or services.SERVICES[services.DEFAULT]
         self.base_url = base_url
         self.timeout = (connect_timeout, read_timeout)
         self.max_retries = max_retries
@@ -142,7 +143,8 @@ class ModelStreamClient:
         _configure_network(self._session, proxy, proxy_url, ca_bundle)
 
     def __repr__(self):
-        return f"ModelStreamClient(base_url={self.base_url!r}, api_key=<hidden>)"
+        return (f"ModelStreamClient(service={self.service.name!r}, "
+                f"base_url={self.base_url!r}, api_key=<hidden>)")
 
     def close(self):
         self._session.close()
@@ -228,10 +230,12 @@ class ModelStreamClient:
 
     def create_task(self, body, cancel=None):
         """POST a task; returns its id. Resent only when it provably never reached the
-        service (connection refused, DNS) or was refused with 429: never charged twice."""
-        url = self.base_url + TASK_PATH
+        service (connection refused, DNS) or was refused with 429: never charged twice.
+        A task the service cannot run is refused here too, before any request."""
+        path, wire = self.service.create_request(body)
+        url = self.base_url + path
         reply, trace = self._retrying(
-            lambda: self._send("POST", url, creates=True, json=body), cancel,
+            lambda: self._send("POST", url, creates=True, json=wire), cancel,
             lambda e: isinstance(e, (errors.ConnectionFailedError, errors.RateLimitError)))
         data = reply.get("data") or {}
         task_id = data.get("task_id") if isinstance(data, dict) else None
@@ -242,7 +246,7 @@ class ModelStreamClient:
 
     def get_task(self, task_id, cancel=None):
         """GET a task's data dict, retrying transient failures with back-off."""
-        url = f"{self.base_url}{TASK_PATH}/{task_id}"
+        url = self.base_url + self.service.get_path(task_id)
         reply, _ = self._retrying(
             lambda: self._send("GET", url, creates=False, task_id=task_id), cancel,
             lambda e: e.retryable)
@@ -253,9 +257,10 @@ class ModelStreamClient:
         return data
 
     def upload(self, name, data, mime, cancel=None):
-        """Upload an image's bytes (no charge, so retried like a GET); returns its
-        image_token. Bytes, not a path: the caller sends what it checked."""
-        url = self.base_url + UPLOAD_PATH
+        """Upload an image's bytes (no charge, so retried like a GET); returns its token
+        (v2 `image_token`, v3 `file_token`). Bytes, not a path: the caller sends what it
+        checked."""
+        url = self.base_url + self.service.upload_path
 
         def send():
             return self._send("POST", url, creates=False, files={"file": (name, data, mime)})
@@ -268,11 +273,23 @@ class ModelStreamClient:
                     f"This service has no upload endpoint (HTTP {e.status}).",
                     status=e.status) from None
             raise
-        token = (reply.get("data") or {}).get("image_token")
+        token = (reply.get("data") or {}).get(self.service.upload_token)
         if not token:
-            raise errors.ServiceError("The upload answered without an image_token.",
-                                      trace_id=trace)
+            raise errors.ServiceError(
+                f"The upload answered without an {self.service.upload_token}.", trace_id=trace)
         return token
+
+    def balance(self):
+        """The account's credit balance, asked once (never retried: it is only shown), or
+        None when the service has no balance endpoint (404, 405) or gives no number."""
+        try:
+            reply, _ = self._send("GET", self.base_url + self.service.balance_path,
+                                  creates=False)
+        except errors.ModelStreamError as e:
+            if isinstance(e, errors.NotFoundError) or e.status == 405:
+                return None
+            raise
+        return services.balance_of(reply.get("data"))
 
     def check(self, cancel=None):
         """Check the base URL and key without creating a task: GET an id that cannot

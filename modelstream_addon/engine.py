@@ -101,12 +101,13 @@ class Engine:
                 if not j.done and j.task_id and j.id not in self._cancels]
 
     def resume(self, client):
-        """Follow again the tasks that were still running when Blender stopped."""
+        """Follow again the tasks that were still running when Blender stopped. `client`
+        may be a function of the job, so each polls the service that created it."""
         resumed = self.unfinished()
         for job in resumed:
             job.message = "Resumed after a restart"
             self._touch(job)
-            self._follow(job, client)
+            self._follow(job, client(job) if callable(client) else client)
         return resumed
 
     def configure(self, *, max_concurrent=None, max_download=None, max_history=None):

@@ -28,7 +28,7 @@ from .paths import JOB_ID
 VERSION = 1
 FIELDS = ("id", "task_id", "state", "status", "message", "error", "transport",
           "output_path", "output_format", "images", "created", "finished", "imported_as",
-          "owned", "import_options")
+          "owned", "import_options", "service", "credits")
 
 
 def record_of(job):

@@ -47,6 +47,8 @@ class Job:
     imported_as: str = ""
     owned: str = ""
     import_options: dict = field(default_factory=dict)
+    service: str = ""  # services.py name; "" in records from before there were two
+    credits: float = -1.0  # what the task says it consumed; -1 when it did not say
 
     @property
     def done(self):

@@ -1,8 +1,10 @@
-"""Add-on preferences: where the key and base URL come from when the environment is silent.
+"""Add-on preferences: where the service, key and base URL come from when the environment is
+silent.
 
-Environment variables win (MODELSTREAM_API_KEY, MODELSTREAM_BASE_URL): that is the contract
-for scripts and tests. The key field only masks the text; Blender keeps preferences in
-userpref.blend, so the environment is the safer place for a key on shared machines.
+Environment variables win (MODELSTREAM_SERVICE, MODELSTREAM_API_KEY, MODELSTREAM_BASE_URL):
+that is the contract for scripts and tests. The key field only masks the text; Blender keeps
+preferences in userpref.blend, so the environment is the safer place for a key on shared
+machines.
 """
 
 import os
@@ -10,11 +12,13 @@ import os
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from . import services
 from .client import DEFAULT_BASE_URL, ModelStreamClient
-from .errors import OFFLINE_MESSAGE
+from .errors import OFFLINE_MESSAGE, ConfigError
 
 KEY_ENV = "MODELSTREAM_API_KEY"
 URL_ENV = "MODELSTREAM_BASE_URL"
+SERVICE_ENV = services.SERVICE_ENV
 
 
 def _engine_setting(_self, context):
@@ -24,14 +28,35 @@ def _engine_setting(_self, context):
     runtime.apply_preferences(context)
 
 
+def _service_changed(self, context):
+    """The address follows the service unless the user typed their own."""
+    from . import runtime
+
+    chosen = services.named(self.service)
+    if services.base_url(chosen, self.base_url) == chosen.default_base_url:
+        self.base_url = chosen.default_base_url
+    runtime.refresh_balance(context)
+
+
 class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
+    service: EnumProperty(
+        name="Service", default='MODELSTREAM', update=_service_changed,
+        description="Where tasks go; the environment variable MODELSTREAM_SERVICE "
+        "(modelstream | tripo-v3) takes precedence",
+        items=[('MODELSTREAM', "ModelStream", "The ModelStream API (Tripo's v2 task API, "
+                "relayed) at https://api.modelstream.ai, with a ModelStream key (sk-...)"),
+               ('TRIPO_V3', "Tripo API v3", "Tripo's own API v3 at "
+                "https://openapi.tripo3d.ai, with a Tripo key (tsk_...). It has no "
+                "refine_model")])
     api_key: StringProperty(name="API Key", subtype='PASSWORD',
-                            description="Your ModelStream API key (sk-...). The environment "
-                            "variable MODELSTREAM_API_KEY takes precedence")
+                            description="Your key for the service: ModelStream (sk-...) or "
+                            "Tripo (tsk_...). The environment variable MODELSTREAM_API_KEY "
+                            "takes precedence")
     base_url: StringProperty(name="Base URL", default=DEFAULT_BASE_URL,
-                             description="ModelStream API address; MODELSTREAM_BASE_URL takes "
+                             description="The service's address; a service's default address "
+                             "follows the Service choice. MODELSTREAM_BASE_URL takes "
                              "precedence")
     connect_timeout: FloatProperty(name="Connect Timeout", default=10.0, min=1.0, max=120.0,
                                    unit='TIME_ABSOLUTE')
@@ -67,6 +92,11 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
     def draw(self, context):
         layout = self.layout
         col = layout.column()
+        row = col.row()
+        row.active = not os.environ.get(SERVICE_ENV)
+        row.prop(self, "service")
+        if os.environ.get(SERVICE_ENV):
+            col.label(text=f"{SERVICE_ENV} is set: {os.environ[SERVICE_ENV]}", icon='INFO')
         row = col.row()
         row.active = not os.environ.get(KEY_ENV)
         row.prop(self, "api_key")
@@ -110,16 +140,33 @@ def has_key(context=None):
     return bool(os.environ.get(KEY_ENV, "").strip() or get(context).api_key.strip())
 
 
-def make_client(context=None):
-    """A client from the environment, else the preferences. Raises ConfigError."""
+def service(context=None):
+    """The chosen service's adapter: the environment, else the preferences. Raises
+    ConfigError for an unknown MODELSTREAM_SERVICE."""
+    return services.named(os.environ.get(SERVICE_ENV, "").strip() or get(context).service)
+
+
+def shown_service(context=None):
+    """For drawing: the chosen service, ModelStream when the variable is unusable (the
+    next request says why)."""
+    try:
+        return service(context)
+    except ConfigError:
+        return services.named(services.DEFAULT)
+
+
+def make_client(context=None, service_name=None):
+    """A client from the environment, else the preferences; `service_name` (a job's
+    service) instead of the chosen one. Raises ConfigError."""
     prefs = get(context)
+    chosen = services.named(service_name) if service_name else service(context)
     return ModelStreamClient(
         os.environ.get(KEY_ENV, "").strip() or prefs.api_key,
-        os.environ.get(URL_ENV, "").strip() or prefs.base_url,
+        services.base_url(chosen, os.environ.get(URL_ENV, "").strip() or prefs.base_url),
         connect_timeout=prefs.connect_timeout, read_timeout=prefs.read_timeout,
         proxy=prefs.proxy.lower(), proxy_url=prefs.proxy_url.strip(),
         ca_bundle=bpy.path.abspath(prefs.ca_bundle) if prefs.ca_bundle else "",
-        download_deadline=prefs.download_time_limit)
+        download_deadline=prefs.download_time_limit, service=chosen)
 
 
 def register():

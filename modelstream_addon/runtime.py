@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import bpy
 
 from . import engine as engine_mod
-from . import errors, importer, inputs, preferences, tasks
+from . import errors, importer, inputs, preferences, services, tasks
 from .job import IMPORTED, READY, WAITING
 
 TICK_SECONDS = 0.2
@@ -23,6 +23,10 @@ _engine = None
 _auto_import = {}  # job id -> note: jobs this session imports when they become READY
 _resume_pending = False
 _resume_problem = ""
+_balance_future = None
+_no_balance = set()  # (service, base URL) that has no balance endpoint: asked once only
+balance = ""  # the credit balance the panel shows; '' when the service gives none
+balance_service = ""  # the service `balance` is of
 
 
 def engine():
@@ -51,6 +55,7 @@ def start():
     resume()
     if not bpy.app.background:
         bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
+        refresh_balance()
     bpy.app.handlers.load_post.append(_after_load)
     if bpy.context.window_manager is not None:
         sync(bpy.context.window_manager)
@@ -63,14 +68,18 @@ def resume():
     _resume_pending = bool(engine().unfinished())
     if not _resume_pending or not bpy.app.online_access:
         return
-    try:
-        client = preferences.make_client()
+    unfinished = engine().unfinished()
+    try:  # each job polls the service that created it ('' is from before there were two)
+        clients = {name: preferences.make_client(service_name=name) for name in
+                   {j.service or services.DEFAULT for j in unfinished}}
     except errors.ModelStreamError as e:
         if str(e) != _resume_problem:
             _resume_problem = str(e)
             print(f"ModelStream: unfinished tasks wait until this is fixed: {e}")
         return
-    for job in engine().resume(client):
+    for job in unfinished:
+        _hand_over_views(job.body)
+    for job in engine().resume(lambda j: clients[j.service or services.DEFAULT]):
         _auto_import[job.id] = RESUMED_NOTE
         if bpy.context.window_manager is not None:
             mirror(bpy.context.window_manager, job)
@@ -263,6 +272,10 @@ def tick(wm):
     changed = engine().tick()
     if changed:
         _mirror_jobs(wm, changed)
+    if any(j.done for j in changed):
+        refresh_balance()
+    if poll_balance():
+        _redraw(wm)
     for job in changed:
         if job.state == READY and job.id in _auto_import:
             land(bpy.context, job, _auto_import[job.id], push_undo=True)
@@ -331,38 +344,55 @@ def check_online():
         raise errors.ConfigError(errors.OFFLINE_MESSAGE)
 
 
-def prepare(context, opts):
+def prepare(context, opts, service=None):
     """Validate, capture or convert the inputs and build the body. Raises
-    ModelStreamError (ValidationError, ConfigError) on bad input, leaving nothing behind."""
+    ModelStreamError (ValidationError, ConfigError) on bad input, leaving nothing behind.
+    `service` (a services.py name) instead of the chosen one."""
     check_online()
     placement = import_options(context, opts)
     opts, workdir = inputs.gather(context, opts)
     try:
         body = tasks.build_task(opts)
         _check_source(body)
-        client = preferences.make_client(context)
+        client = preferences.make_client(context, service)
+        client.service.check(body)
     except errors.ModelStreamError:
         inputs.discard(workdir)
         raise
     return Prepared(body, client, workdir, placement)
 
 
+def _source_job(body):
+    """The history's job for the task an edit_multiview_image body edits, or None."""
+    source = body.get("original_task_id")
+    if body.get("type") != "edit_multiview_image" or not source:
+        return None
+    return next((j for j in engine().jobs.values() if j.task_id == source), None)
+
+
 def _check_source(body):
     """An edited set of views cannot be edited again: refuse it when the history knows."""
-    source = body.get("original_task_id")
-    if body["type"] != "edit_multiview_image" or not source:
-        return
-    known = next((j for j in engine().jobs.values() if j.task_id == source), None)
+    known = _source_job(body)
     if known is not None and known.body.get("type") == "edit_multiview_image":
         raise tasks.ValidationError(
             "original_task_id", "that task is an edit; an edited set cannot be edited again. "
             "Edit the generate_multiview_image task it came from.")
+    _hand_over_views(body)
+
+
+def _hand_over_views(body):
+    """The source's downloaded views, for the worker to complete a partial edit with."""
+    known = _source_job(body)
+    views = {name: path for name, path in known.images if name in tasks.VIEWS} if known else {}
+    if views:
+        engine().settings.known_views[known.task_id] = views
 
 
 def again(context, old):
     """A finished job's request, ready to send again (Retry)."""
     check_online()
-    return Prepared(old.body, preferences.make_client(context),
+    _check_source(old.body)
+    return Prepared(old.body, preferences.make_client(context, old.service or None),
                     placement=old.import_options)
 
 
@@ -375,8 +405,8 @@ def submit(context, prepared):
     return new
 
 
-def start_job(context, opts):
-    return submit(context, prepare(context, opts))
+def start_job(context, opts, service=None):
+    return submit(context, prepare(context, opts, service))
 
 
 def attach(context, task_id, placement=None):
@@ -400,8 +430,48 @@ def check_connection(context):
 def refetch(context, job_id):
     """Fresh URLs and a new download for a finished task whose files are gone."""
     check_online()
-    engine().refetch(preferences.make_client(context), job_id)
+    engine().refetch(preferences.make_client(context, job(job_id).service or None), job_id)
     mirror(context.window_manager, engine().jobs[job_id])
+
+
+# Credits -------------------------------------------------------------------------------------
+
+def refresh_balance(context=None):
+    """Ask the chosen service for the credit balance on a thread; `poll_balance` (the
+    timer) takes the answer. Returns the request's Future, or None when nothing was asked
+    (no key, no online access, one in flight, or a service without the endpoint)."""
+    global _balance_future
+    if not bpy.app.online_access or (_balance_future and not _balance_future.done()):
+        return None
+    try:
+        client = preferences.make_client(context)
+    except errors.ModelStreamError:
+        return None  # no key yet or a bad setting: the panel and the next task say so
+    where = (client.service.name, client.base_url)
+    if where in _no_balance:
+        return None
+    _balance_future = engine().call(lambda: (where, client.balance()))
+    return _balance_future
+
+
+def poll_balance():
+    """Take the balance once it has come; True when an answer was taken (the panel
+    redraws). A service without the endpoint, or a failed request, shows nothing and logs
+    nothing: the balance is a convenience, never an error."""
+    global _balance_future, balance, balance_service
+    if _balance_future is None or not _balance_future.done():
+        return False
+    future, _balance_future = _balance_future, None
+    try:
+        (service, base_url), value = future.result()
+    except errors.ModelStreamError:
+        service, value = "", None
+    else:
+        if value is None:
+            _no_balance.add((service, base_url))
+    balance = "" if value is None else f"{value:,.2f}".rstrip("0").rstrip(".")
+    balance_service = service
+    return True
 
 
 # Finish: wait, then land ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ import textwrap
 import bpy
 import bpy.utils.previews
 
-from . import errors, inputs, preferences, runtime
+from . import errors, inputs, preferences, runtime, services
 from .job import FINAL_STATES
 
 _previews = None
@@ -58,11 +58,18 @@ class MODELSTREAM_PT_generate(SidebarPanel, bpy.types.Panel):
                      "MODELSTREAM_API_KEY.", icon='INFO')
             box.operator("preferences.addon_show", text="Open Preferences",
                          icon='PREFERENCES').module = __package__
+        service = preferences.shown_service(context)
+        if runtime.balance and runtime.balance_service == service.name:
+            layout.label(text=f"{service.label} credits: {runtime.balance}", icon='FUND')
         layout.prop(settings, "task_type", text="")
         self._draw_inputs(layout, settings)
+        unsupported = service.unsupported(settings.task_type)
         row = layout.row()
         row.scale_y = 1.4
+        row.enabled = not unsupported
         row.operator("modelstream.generate", icon='PLAY')
+        if unsupported:
+            _wrapped(layout, context, unsupported, icon='INFO')
         if wm.modelstream_error:
             box = layout.box()
             box.alert = True
@@ -192,6 +199,11 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
             col.label(text=f"Task {job.task_id}")
         if job.transport:
             col.label(text=f"Images sent by {job.transport}")
+        found = runtime.job(job.job_id)
+        if found is not None and found.service and found.service != services.DEFAULT:
+            col.label(text=f"Service: {services.named(found.service).label}")
+        if found is not None and found.credits >= 0:
+            col.label(text=f"Credits used: {found.credits:g}")
         if job.error:
             _wrapped(col, context, job.error, icon='ERROR')
         row = box.row(align=True)
@@ -204,6 +216,7 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
             return
         row = box.row(align=True)
         if job.task_type in ("text_to_model", "image_to_model", "multiview_to_model"):
+            row.enabled = not preferences.shown_service(context).unsupported("refine_model")
             row.operator("modelstream.use_result", text="Refine").use = 'REFINE'
         elif job.task_type in ("generate_multiview_image", "edit_multiview_image"):
             row.operator("modelstream.use_result", text="Edit Views").use = 'EDIT_VIEWS'

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import errors, formats, imagefile, paths, tasks
 from .job import DOWNLOADING, QUEUED, READY, RUNNING, SUBMITTING, WAITING
@@ -38,6 +39,9 @@ class Settings:
     time_limit: float = 1800.0
     unknown_limit: float = 120.0
     max_download: int = 512 * 1024 * 1024
+    # task id -> {view: path} the history downloaded, to complete a partial edit without
+    # the network; filled on the main thread before the job that reads it starts.
+    known_views: dict = field(default_factory=dict)
 
 
 def poll_delay(settings, data, attempt):
@@ -62,6 +66,7 @@ class Worker:
         self.settings = settings
         self.job_id = job_id
         self.task_id = ""
+        self.source = ""  # the task an edit_multiview_image job edits
 
     def dest(self, name):
         """downloads/<job id>/<name>, checked to stay inside the download folder."""
@@ -71,7 +76,11 @@ class Worker:
         raise errors.CancelledError("Cancelled.", task_id=self.task_id or None)
 
     def create_and_follow(self, body, transport):
-        self.post(state=SUBMITTING, message="Sending the task")
+        # The service goes into the job (and its history record) before the task exists,
+        # so a resumed job polls the service that created it.
+        self.post(state=SUBMITTING, message="Sending the task",
+                  service=self.client.service.name)
+        self.source = body.get("original_task_id", "")
         sent = self.send_images(body, transport)
         delay = self.settings.poll_min
         give_up = time.monotonic() + self.settings.time_limit
@@ -125,9 +134,10 @@ class Worker:
     def follow(self, task_id, task_type):
         """Poll to the end, then download; an empty `task_type` is read from the task."""
         self.task_id = task_id
+        self.post(service=self.client.service.name)
         data = self.poll()
         if not task_type:
-            task_type = str(data.get("type") or "")
+            task_type = self.client.service.task_type(data)
             if task_type not in tasks.TASK_TYPES:
                 raise errors.TaskFailedError(f"Task type {task_type!r} is not supported.",
                                              task_id=task_id)
@@ -148,6 +158,9 @@ class Worker:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when the failed download left it empty
             raise
+        credits = self.client.service.credits(data)
+        if credits is not None:
+            result["credits"] = credits
         self.post(state=READY, progress=100, message="Ready to import", **result)
 
     def poll(self):
@@ -221,7 +234,7 @@ class Worker:
         if kind != "model" and not urls:
             raise errors.TaskFailedError("The task finished but returned no image.",
                                          task_id=self.task_id)
-        if kind == "multiview" and len(urls) < 4:
+        if kind == "multiview" and len(urls) < 4 and task_type != "edit_multiview_image":
             raise errors.TaskFailedError(f"The task returned {len(urls)} of 4 views.",
                                          task_id=self.task_id)
         images = []
@@ -230,19 +243,75 @@ class Worker:
             try:
                 self.fetch(data, lambda out, n=name: dict(formats.image_urls(out, kind)).get(n),
                            dest)
-                fmt = formats.check_image_file(dest, folder=self.settings.download_dir,
-                                               task_id=self.task_id)
+                images.append((name, self._settle_image(dest)))
             except errors.DownloadError:
                 if kind == "model":
                     continue
                 raise
-            final = self.dest(f"{name}." + ("jpg" if fmt == "jpeg" else fmt))
-            os.replace(dest, final)
-            images.append((name, final))
+        if kind == "multiview" and len(images) < 4:
+            images = self.complete_views(images, data)
         return images
+
+    def complete_views(self, images, data):
+        """An edit may return only the views it changed: the others are the source task's,
+        from the history's downloads when it has them, else one GET of the source task."""
+        have = dict(images)
+        source = self.source or _source_of(data)
+        if not source:
+            raise errors.TaskFailedError(
+                f"The edit returned {len(have)} of 4 views and names no source task to "
+                "complete them from.", task_id=self.task_id)
+        for view, path in self.settings.known_views.get(source, {}).items():
+            if view not in have and os.path.isfile(path):
+                have[view] = self._own_copy(view, path)
+        missing = [v for v in tasks.VIEWS if v not in have]
+        if missing:
+            found = dict(formats.image_urls(
+                self.client.get_task(source, cancel=self.cancel).get("output"), "multiview"))
+            for view in missing:
+                if view in found:
+                    have[view] = self._source_download(view, found[view])
+        missing = [v for v in tasks.VIEWS if v not in have]
+        if missing:
+            raise errors.TaskFailedError(
+                f"The edit returned {4 - len(missing)} of 4 views, and the source task "
+                f"{source} has no {', '.join(missing)} view.", task_id=self.task_id)
+        self.post(message=f"Views not edited come from task {source}")
+        return [(view, have[view]) for view in tasks.VIEWS]
+
+    def _own_copy(self, view, path):
+        """The job's own file: removing this job must not delete the source job's."""
+        dest = self.dest(f"{view}{os.path.splitext(path)[1].lower()}")
+        shutil.copyfile(path, dest)
+        return dest
+
+    def _source_download(self, view, url):
+        dest = self.dest(f"{view}.img")
+        self.client.download(url, dest, cancel=self.cancel, task_id=self.task_id,
+                             max_bytes=self.settings.max_download)
+        return self._settle_image(dest)
+
+    def _settle_image(self, dest):
+        """A downloaded `.img` checked and renamed to its real extension, in the job's
+        folder."""
+        fmt = formats.check_image_file(dest, folder=self.settings.download_dir,
+                                       task_id=self.task_id)
+        final = self.dest(os.path.basename(dest)[:-4] + "." + ("jpg" if fmt == "jpeg" else fmt))
+        os.replace(dest, final)
+        return final
 
 
 CONTENT_POLICY_CODES = (2008, 2018)
+
+
+def _source_of(data):
+    """The edited task's id from the task's echoed input (v2 `original_task_id`, v3
+    `input`), for a job resumed or imported by id."""
+    echoed = data.get("input")
+    if not isinstance(echoed, dict):
+        return ""
+    source = echoed.get("original_task_id") or echoed.get("input")
+    return source if isinstance(source, str) else ""
 
 
 def _failure_text(status, data):

@@ -326,3 +326,11 @@ def test_blender_style_arguments_after_the_double_dash(monkeypatch):
     assert args.task_id == "T1" and args.json
     monkeypatch.setattr(sys, "argv", ["blender", "-b", "-P", CLI])
     assert cli.cli_argv() == []
+
+
+def test_the_service_flag_reaches_the_add_on(tmp_path, service):
+    proc = run_cli(tmp_path, service.url, "generate", "--service", "tripo-v3",
+                   "--task-type", "refine_model", "--draft-model-task-id", "draft-1",
+                   "--out", str(tmp_path / "refined.blend"), *FAST)
+    assert proc.returncode != 0 and "no refine_model" in proc.stderr, proc.stderr
+    assert service.stats()["tasks_created"] == 0

@@ -208,3 +208,13 @@ def test_check_reports_a_bad_key_without_creating_a_task(service):
     with pytest.raises(errors.AuthenticationError):
         ModelStreamClient("sk-nope", service.url).check()
     assert service.stats()["tasks_created"] == 0
+
+
+def test_a_task_the_service_has_no_route_for_is_refused_before_any_request(service):
+    from modelstream_addon import services, tasks
+
+    client = ModelStreamClient(KEY, service.url, service=services.named("tripo-v3"))
+    with pytest.raises(tasks.ValidationError, match="no refine_model"):
+        client.create_task({"type": "refine_model", "draft_model_task_id": "draft-1"})
+    assert service.stats()["requests"].get("create", 0) == 0
+    assert "tripo-v3" in repr(client) and KEY not in repr(client)

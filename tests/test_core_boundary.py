@@ -7,7 +7,7 @@ import sys
 from tests.conftest import ROOT
 
 CORE = ("client", "tasks", "engine", "job", "worker", "history", "errors", "formats",
-        "imagefile", "paths")
+        "imagefile", "paths", "services")
 
 PROBE = """
 import importlib, sys

@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 
-from cli_parser import KEY_ENV, URL_ENV, UsageError
+from cli_parser import KEY_ENV, SERVICE_ENV, URL_ENV, UsageError
 
 EMBEDDED = "bpy" in sys.modules  # run by a Blender binary (-P), not by the bpy wheel
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,7 +20,8 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def apply_environment(args):
-    """Point the add-on at the key variable and URL; the key's value is never echoed."""
+    """Point the add-on at the service, key variable and URL; the key's value is never
+    echoed."""
     if not ENV_NAME.fullmatch(args.api_key_env):
         raise UsageError("--api-key-env takes the NAME of an environment variable that "
                          "holds the key, not the key itself.")
@@ -32,6 +33,8 @@ def apply_environment(args):
         os.environ[KEY_ENV] = value
     if args.base_url:
         os.environ[URL_ENV] = args.base_url
+    if args.service:
+        os.environ[SERVICE_ENV] = args.service
 
 
 class Addon:

@@ -6,6 +6,8 @@ import re
 
 KEY_ENV = "MODELSTREAM_API_KEY"
 URL_ENV = "MODELSTREAM_BASE_URL"
+SERVICE_ENV = "MODELSTREAM_SERVICE"
+SERVICES = ("modelstream", "tripo-v3")
 STATE_FILE = "batch_state.json"
 SUMMARY_FILE = "summary.json"
 MAX_JOBS = 10  # the service's concurrency limit per key
@@ -64,6 +66,9 @@ def build_parser(option_props, description=""):
     common.add_argument("--api-key-env", metavar="NAME", default=KEY_ENV,
                         help=f"environment variable holding the API key (default {KEY_ENV}); "
                              "a key is never taken from the command line")
+    common.add_argument("--service", choices=SERVICES,
+                        help=f"where tasks go (default ${SERVICE_ENV}, else the add-on "
+                             "preferences, else modelstream)")
     common.add_argument("--base-url", metavar="URL",
                         help=f"ModelStream API address (default ${URL_ENV}, else the add-on "
                              "preferences)")

@@ -7,7 +7,8 @@ Runs in a Blender binary (arguments after `--`) and in the bpy wheel alike. It u
 ModelStream extension when it is installed and enabled, else loads this repository's
 add-on from a temporary extension repository that is removed at exit. The key comes from
 MODELSTREAM_API_KEY (or the variable named by --api-key-env), never from the command
-line; the base URL from MODELSTREAM_BASE_URL or --base-url. Standard output carries only
+line; the base URL from MODELSTREAM_BASE_URL or --base-url, the service from
+MODELSTREAM_SERVICE or --service (modelstream | tripo-v3). Standard output carries only
 results (paths, status); Blender's own messages and progress go to standard error.
 Exit status: 0 all done, 1 a task or row failed, 2 bad usage or setup, 130 interrupted.
 """
