@@ -229,6 +229,7 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
 MENU_OPERATORS = (
     ("modelstream.generate", 'PLAY'), ("modelstream.capture", 'RESTRICT_RENDER_OFF'),
     ("modelstream.refine_selected", 'MODIFIER'), ("modelstream.import_task", 'IMPORT'),
+    ("modelstream.save_to_library", 'ASSET_MANAGER'),
     None,
     ("modelstream.cancel", 'X'), ("modelstream.retry_job", 'FILE_REFRESH'),
     ("modelstream.import_job", 'IMPORT'), ("modelstream.use_result", 'FORWARD'),
