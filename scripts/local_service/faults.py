@@ -17,12 +17,13 @@ from .api import (
     gateway_error,
     tripo_error,
 )
+from .hostile_net import HOSTILE_NET
 
 HTTP_FAULTS = ("fail_create", "fail_get", "fail_balance")
 # Files no real service should send, served in place of a deliverable (see outputs.hostile).
 HOSTILE_FILES = ("external_uri_glb", "bogus_fbx", "huge_png")
 COUNTED_FAULTS = HTTP_FAULTS + ("truncate_download", "corrupt_glb", "expire_url",
-                                *HOSTILE_FILES)
+                                *HOSTILE_FILES, *HOSTILE_NET)
 HIT_COUNTERS = COUNTED_FAULTS + ("next_status", "slow_get", "unknown_for", "max_in_flight",
                                   "pad_glb_mb", "evil_task_id")
 RESETS = ("reset", "reset_before", "reset_after")
@@ -119,7 +120,8 @@ def parse(body) -> tuple[dict, dict]:
     for name in HTTP_FAULTS:
         if name in body:
             updates[name] = _http_fault(name, body[name])
-    for name in ("truncate_download", "corrupt_glb", "expire_url", *HOSTILE_FILES):
+    for name in ("truncate_download", "corrupt_glb", "expire_url", *HOSTILE_FILES,
+                 *HOSTILE_NET):
         if name in body:
             count = body[name]
             if isinstance(count, bool):

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from . import faults
+from . import faults, hostile_net
 from .api import (
     BALANCE_PATH,
     TASK_PATH,
@@ -147,6 +147,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.service.delay + extra > 0:
             time.sleep(self.service.delay + extra)
         key = self.service.authorized(self.headers.get("Authorization"))
+        if key is not None and self.service.faults.take("echo_key"):
+            return self._fail(401, hostile_net.echoed_key_message(
+                self.headers.get("Authorization", "")), type_="authentication_error",
+                code="invalid_api_key")
         if key is None:
             self._fail(401, "Incorrect API key provided.", type_="authentication_error",
                        code="invalid_api_key")
@@ -191,7 +195,13 @@ class Handler(BaseHTTPRequestHandler):
         task = self.service.get_task(task_id, key, self._api)
         if task is None:
             return self._send_json(404, tripo_error(404, "task not found"))
-        self._send_json(200, {"code": 0, "data": self.service.task_view(task, self._base_url())})
+        view = self.service.task_view(task, self._base_url())
+        faults = self.service.faults
+        hostile = hostile_net.reply_body(faults, view)
+        if hostile is not None:
+            return self._send(200, hostile, "application/json")
+        view = hostile_net.link_local(faults, hostile_net.odd_view(faults, view))
+        self._send_json(200, {"code": 0, "data": view})
 
     def _upload(self, raw: bytes) -> None:
         """The image upload: v2's (a relay that passes only the task endpoints answers 404)
@@ -243,6 +253,11 @@ class Handler(BaseHTTPRequestHandler):
             data = corrupt_glb(data)
         if deliverable:
             data = hostile(match.group(2), data, self.service.faults)
+        if deliverable and self.service.faults.take("drip_download"):
+            return hostile_net.drip(self, data, content_type)
+        if deliverable and self.service.faults.take("gzip_download"):
+            data, headers = hostile_net.gzipped(data)
+            return self._send(200, data, content_type, headers=headers)
         if deliverable and self.service.faults.take("truncate_download"):
             self._send(200, data, content_type, limit=len(data) // 2)
             self.close_connection = True
