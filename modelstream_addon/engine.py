@@ -31,6 +31,7 @@ from .job import (
     FAILED,
     IMPORTED,
     LOST_NOTE,
+    QUEUED,
     WAITING,
     Job,
 )
@@ -59,9 +60,17 @@ class Engine:
         self._closed = False
         self._dirty = False
         self._writer = None
+        self._journal = None
         if history_path:
-            self._restore(history.load(history_path))
+            self._journal = history.TaskJournal(history_path)
+            records = history.load(history_path)
+            noted = self._journal.read()
+            self._restore(records)
+            self._adopt(noted)
             self._writer = history.HistoryWriter(history_path)
+            if noted:
+                history.write_atomic(history_path, list(self._records.values()))
+                self._journal.clear()
 
     # Main thread --------------------------------------------------------------------
 
@@ -249,6 +258,22 @@ class Engine:
                 job.state, job.error, job.message = FAILED, LOST_NOTE, LOST_NOTE
             self._add(job)
 
+    def _adopt(self, noted):
+        """Task ids the journal caught that the history missed (the process died first):
+        such a job follows its task again instead of being flagged as lost."""
+        for job_id, (task_id, task_type) in noted.items():
+            job = self.jobs.get(job_id)
+            if job is None:
+                job = Job(body={"type": task_type}, id=job_id)
+                self._add(job)
+            elif job.task_id:
+                continue
+            if job.state == FAILED and job.error == LOST_NOTE or not job.done:
+                job.state, job.error = QUEUED, ""
+                job.message = "Task id recovered after a crash"
+            job.task_id = task_id
+            self._touch(job)
+
     def _local(self, job, path, name):
         """`path` when it is in the download folder, else downloads/<job id>/<name> ('' when
         `name` is not a plain file name)."""
@@ -337,6 +362,11 @@ class Engine:
     def _work(self, job_id, cancel, client, run):
         """Waits for a slot, runs one job's steps, always reports back."""
         def post(**update):
+            if "task_id" in update and self._journal is not None:
+                with contextlib.suppress(OSError):  # the history still gets it, a moment later
+                    known = self.jobs.get(job_id)
+                    self._journal.note(job_id, update["task_id"],
+                                       known.body.get("type", "") if known else "")
             self._events.put((job_id, update))
 
         steps = worker.Worker(client, cancel, post, self.settings, job_id)
@@ -352,7 +382,8 @@ class Engine:
             e.task_id = e.task_id or steps.task_id
             post(state=FAILED, error=str(e), message=str(e))
         except Exception as e:  # a worker must always report back
-            post(state=FAILED, error=f"Unexpected error: {type(e).__name__}: {e}",
+            task = f" (task {steps.task_id})" if steps.task_id else ""
+            post(state=FAILED, error=f"Unexpected error: {type(e).__name__}: {e}{task}",
                  message="Unexpected error")
 
     def _acquire(self, job_id, cancel):

@@ -13,6 +13,7 @@ job saying how to import it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -329,6 +330,47 @@ def _document(texts):
 
 def write_atomic(path, records):
     write_text_atomic(path, _document(json.dumps(r, indent=1) for r in records))
+
+
+class TaskJournal:
+    """Task ids the moment the service returns them, appended and synced from the worker
+    thread: a process that dies before the main thread saves the history (a script that
+    submits and crashes) still knows every paid task. Folded into the history on the next
+    start."""
+
+    def __init__(self, history_path):
+        self.path = history_path + ".tasks"
+        self._lock = threading.Lock()
+
+    def note(self, job_id, task_id, task_type):
+        line = json.dumps({"id": job_id, "task_id": task_id, "type": task_type}) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self):
+        """{job id: (task id, task type)} from the lines that are sound; the rest skipped."""
+        found = {}
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                lines = f.read(4 * 1024 * 1024).splitlines()
+        except OSError:
+            return found
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if (isinstance(entry, dict) and isinstance(entry.get("id"), str)
+                    and JOB_ID.fullmatch(entry["id"]) and _task_id_ok(entry.get("task_id"))
+                    and entry["task_id"] and _is_text(entry.get("type", ""))):
+                found[entry["id"]] = (entry["task_id"], entry.get("type", ""))
+        return found
+
+    def clear(self):
+        with self._lock, contextlib.suppress(OSError):
+            os.remove(self.path)
 
 
 class HistoryWriter:

@@ -133,3 +133,45 @@ def test_a_kill_during_a_history_write_keeps_the_previous_version(service, tmp_p
     (job_id,) = next(line.split()[1:] for line in out.splitlines() if line.startswith("JOB"))
     records = history.load(str(tmp_path / "history.json"))
     assert [r["id"] for r in records] == [job_id]
+
+
+NEVER_DRAINED_CHILD = """
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+folder, url, key, body = sys.argv[2:6]
+from modelstream_addon.client import ModelStreamClient
+from modelstream_addon.engine import Engine
+eng = Engine(os.path.join(folder, "downloads"), history_path=os.path.join(folder, "history.json"),
+             poll_min=0.2, poll_max=0.5)
+job = eng.submit(ModelStreamClient(key, url), json.loads(body))
+print("JOB", job.id, flush=True)
+time.sleep(600)  # a script that never calls wait(): the main thread drains nothing
+"""
+
+
+def test_a_task_id_reaches_disk_even_when_the_main_thread_never_drains(service, tmp_path):
+    """A headless script that submits and dies before `wait` still leaves the paid task
+    to import: the worker writes the task id down the moment the create returns."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", NEVER_DRAINED_CHILD, ROOT, str(tmp_path), service.url, KEY,
+         json.dumps(BODY)], stdout=subprocess.PIPE, text=True)
+    try:
+        job_id = child.stdout.readline().split()[1]
+        wait_until(lambda: service.stats()["tasks_created"] == 1, 30, "no task was created")
+        wait_until(lambda: os.path.exists(tmp_path / "history.json.tasks"), 10,
+                   "the task id never reached disk")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    eng = engine_mod.Engine(str(tmp_path / "downloads"),
+                            history_path=str(tmp_path / "history.json"))
+    try:
+        job = eng.jobs[job_id]
+        assert job.task_id and not job.done, (job.state, job.error)
+        eng.resume(ModelStreamClient(KEY, service.url))
+        eng.wait(job.id, timeout=60)
+        assert job.state == READY, job.error
+    finally:
+        eng.shutdown()
+    assert service.stats()["tasks_created"] == 1
+    assert not os.path.exists(tmp_path / "history.json.tasks"), "folded into the history"
