@@ -43,7 +43,7 @@ def record_of(job):
 STATES = (job_mod.WAITING, job_mod.SUBMITTING, job_mod.QUEUED, job_mod.RUNNING,
           job_mod.DOWNLOADING, *job_mod.FINAL_STATES)
 TEXT_FIELDS = ("task_id", "status", "message", "error", "transport", "output_path",
-               "imported_as", "owned")
+               "imported_as", "owned", "service")
 TIME_FIELDS = ("created", "finished")
 OUTPUT_FORMATS = ("", "glb", "fbx")
 MAX_DEPTH = 32
@@ -141,6 +141,11 @@ def check(entry, encodes=False):
     record["body"] = _body(entry.get("body", {}))
     record["images"] = _images(entry.get("images", []))
     record["import_options"] = _import_options(entry.get("import_options", {}))
+    if "credits" in entry:
+        credits = _number(entry["credits"])
+        if credits is None:
+            raise BadRecord("'credits' is not a number")
+        record["credits"] = credits
     return record
 
 
