@@ -9,6 +9,7 @@ official SDK `tripo3d` 1.0.0 (client.py, models.py), which wins over any other t
 from __future__ import annotations
 
 import copy
+import urllib.parse
 
 from .errors import ConfigError
 from .tasks import ValidationError
@@ -49,7 +50,8 @@ class ModelStream:
         return self.task_path, body
 
     def get_path(self, task_id):
-        return f"{self.task_path}/{task_id}"
+        """A task id is the service's text: quoted, it stays one path segment."""
+        return f"{self.task_path}/{urllib.parse.quote(str(task_id), safe='')}"
 
     def task_type(self, data):
         """Our task type name for a task's data."""

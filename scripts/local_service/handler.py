@@ -13,7 +13,7 @@ import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from . import faults, hostile_net
 from .api import (
@@ -112,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
             elif method == "GET" and path == BALANCE_PATH:
                 self._balance()
             elif method == "GET" and (match := _TASK_GET.fullmatch(path)):
-                self._get(match.group(1))
+                self._get(unquote(match.group(1)))
             else:
                 self._fail(404, f"no route for {method} {path}", code="not_found")
         except Exception:
@@ -131,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
         elif method == "GET" and path == V3_BALANCE:
             self._balance()
         elif method == "GET" and (match := _V3_TASK_GET.fullmatch(path)):
-            self._get(match.group(1))
+            self._get(unquote(match.group(1)))
         else:
             self._fail(404, f"no route for {method} {path}", code="not_found")
 
