@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import shutil
 import time
@@ -333,15 +334,19 @@ def _progress(value):
 
 
 def _status_text(data):
-    status = data.get("status", "")
+    """What the job list says while a task runs, from fields of any shape."""
+    status = str(data.get("status", "")).strip().lower()
     if status == "queued":
-        n = data.get("queuing_num")
-        return f"Queued (position {n})" if isinstance(n, int) and n >= 0 else "Queued"
-    left = data.get("running_left_time")
-    eta = f", about {int(left)} s left" if isinstance(left, (int, float)) and left > 0 else ""
-    return f"Running {int(data.get('progress') or 0)}%{eta}"
+        n = _number(data.get("queuing_num"))
+        return f"Queued (position {int(n)})" if 0 <= n < 1e9 else "Queued"
+    left = _number(data.get("running_left_time"))
+    eta = f", about {int(left)} s left" if 0 < left < 1e7 else ""
+    return f"Running {_progress(data.get('progress'))}%{eta}"
 
 
 def _number(value):
-    """The API's -1-when-unknown numbers, defensively."""
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else -1
+    """The API's -1-when-unknown numbers, defensively: never a bool, NaN or infinity,
+    which the history could not keep."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return -1
+    return value if math.isfinite(value) else -1
