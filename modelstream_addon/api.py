@@ -28,7 +28,7 @@ from .job import IMPORTED
 from .properties import OPTION_NAMES
 from .tasks import ValidationError
 
-__all__ = ["Result", "generate", "submit", "wait", "import_task", "status",
+__all__ = ["Result", "generate", "submit", "wait", "import_task", "status", "save_to_library",
            "ModelStreamError", "ValidationError", "TaskFailedError"]
 
 
@@ -114,3 +114,16 @@ def status(task_id, *, context=None):
     """The service's current data for a task (status, progress, output URLs...)."""
     runtime.check_online()
     return preferences.make_client(context or bpy.context).get_task(task_id.strip())
+
+
+def save_to_library(task_id="", *, object_name="", context=None):
+    """Save an imported result (by task id or object name; default the selection) to the
+    ModelStream asset library; returns the .blend's path."""
+    from . import library
+
+    context = context or bpy.context
+    root = library.find_root(context, task_id.strip(), object_name)
+    if root is None:
+        raise ValidationError("task_id", "no generated model with that task id or name in "
+                              "this scene.")
+    return library.save(context, root)

@@ -216,6 +216,9 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
             return
         row = box.row(align=True)
         if job.task_type in ("text_to_model", "image_to_model", "multiview_to_model"):
+            if job.state == 'IMPORTED':
+                box.operator("modelstream.save_to_library", icon='ASSET_MANAGER').task_id = \
+                    job.task_id
             row.enabled = not preferences.shown_service(context).unsupported("refine_model")
             row.operator("modelstream.use_result", text="Refine").use = 'REFINE'
         elif job.task_type in ("generate_multiview_image", "edit_multiview_image"):

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 READ = """
@@ -65,3 +67,20 @@ def test_save_to_library_needs_a_generated_model(blender):
     bpy = blender
     bpy.ops.mesh.primitive_cube_add()
     assert not bpy.ops.modelstream.save_to_library.poll()
+
+
+def test_save_to_library_from_the_python_api_and_the_jobs_list(blender, addon, service):
+    import os
+
+    bpy = blender
+    result = addon.api.generate(prompt="a stone lantern", face_limit=300)
+    bpy.ops.object.select_all(action='DESELECT')
+    bpy.context.view_layer.objects.active = None
+    path = addon.api.save_to_library(result.task_id)
+    assert os.path.isfile(path) and result.task_id[:8] in path
+    assert read_asset(path)["task_id"] == result.task_id
+    os.remove(path)
+    assert bpy.ops.modelstream.save_to_library(task_id=result.task_id) == {'FINISHED'}
+    assert os.path.isfile(path)
+    with pytest.raises(addon.api.ValidationError):
+        addon.api.save_to_library("no-such-task")
