@@ -66,7 +66,7 @@ class Engine:
             records = history.load(history_path)
             noted = self._journal.read()
             self._restore(records)
-            self._adopt(noted)
+            self._adopt(noted, _mtime(history_path))
             self._writer = history.HistoryWriter(history_path)
             if noted:
                 history.write_atomic(history_path, list(self._records.values()))
@@ -258,12 +258,16 @@ class Engine:
                 job.state, job.error, job.message = FAILED, LOST_NOTE, LOST_NOTE
             self._add(job)
 
-    def _adopt(self, noted):
+    def _adopt(self, noted, saved_at):
         """Task ids the journal caught that the history missed (the process died first):
-        such a job follows its task again instead of being flagged as lost."""
-        for job_id, (task_id, task_type) in noted.items():
+        such a job follows its task again instead of being flagged as lost. A job the
+        history no longer has comes back only if the history was not written since (else
+        it was removed on purpose)."""
+        for job_id, (task_id, task_type, when) in noted.items():
             job = self.jobs.get(job_id)
             if job is None:
+                if when <= saved_at:
+                    continue
                 job = Job(body={"type": task_type}, id=job_id)
                 self._add(job)
             elif job.task_id:
@@ -279,8 +283,8 @@ class Engine:
         `name` is not a plain file name)."""
         if paths.under(self.download_dir, path):
             return path
-        try:
-            return paths.job_folder(self.download_dir, job.id, name)
+        try:  # resolved (safe_path) before any use, not here: thousands are restored
+            return paths.plain_join(self.download_dir, job.id, name)
         except paths.UnsafePathError:
             return ""
 
@@ -405,3 +409,9 @@ class Engine:
             self._running -= 1
             self._slots.notify_all()
 
+
+def _mtime(path):
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0

@@ -348,14 +348,16 @@ class TaskJournal:
         self._lock = threading.Lock()
 
     def note(self, job_id, task_id, task_type):
-        line = json.dumps({"id": job_id, "task_id": task_id, "type": task_type}) + "\n"
+        line = json.dumps({"id": job_id, "task_id": task_id, "type": task_type,
+                           "time": time.time()}) + "\n"
         with self._lock, open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
     def read(self):
-        """{job id: (task id, task type)} from the lines that are sound; the rest skipped."""
+        """{job id: (task id, task type, time noted)} from the sound lines; the rest are
+        skipped."""
         found = {}
         try:
             with open(self.path, encoding="utf-8", errors="replace") as f:
@@ -370,7 +372,9 @@ class TaskJournal:
             if (isinstance(entry, dict) and isinstance(entry.get("id"), str)
                     and JOB_ID.fullmatch(entry["id"]) and _task_id_ok(entry.get("task_id"))
                     and entry["task_id"] and _is_text(entry.get("type", ""))):
-                found[entry["id"]] = (entry["task_id"], entry.get("type", ""))
+                noted = entry.get("time")
+                noted = noted if isinstance(noted, (int, float)) and math.isfinite(noted) else 0
+                found[entry["id"]] = (entry["task_id"], entry.get("type", ""), noted)
         return found
 
     def clear(self):

@@ -33,14 +33,20 @@ def inside(root, path):
         return False
 
 
-def safe_path(root, *parts):
-    """root/parts..., each part one plain name; raises UnsafePathError unless the result
-    resolves inside `root`."""
+def plain_join(root, *parts):
+    """root/parts..., each part one plain name (no separator, never '..'); not resolved, so
+    cheap: what it names is checked by safe_path before any use."""
     for part in parts:
         if (not isinstance(part, str) or part in ("", ".", "..") or "\0" in part
                 or any(sep and sep in part for sep in (os.sep, os.altsep))):
             raise UnsafePathError(f"Refused the file name {part!r}: not a plain name.")
-    path = os.path.join(root, *parts)
+    return os.path.join(root, *parts)
+
+
+def safe_path(root, *parts):
+    """root/parts..., each part one plain name; raises UnsafePathError unless the result
+    resolves inside `root`."""
+    path = plain_join(root, *parts)
     if not inside(root, path):
         raise UnsafePathError(f"Refused {path!r}: it is outside {root}.")
     return path

@@ -167,22 +167,31 @@ class MODELSTREAM_PG_settings(bpy.types.PropertyGroup, SceneOptions):
     """The panel's inputs, saved with the scene (never a key)."""
 
 
+def _column(name):
+    """A read-only column whose value is the engine job's: rows store only the job id."""
+    def get(row):
+        from . import joblist
+
+        return joblist.value(row.job_id, name)
+    return get
+
+
 class MODELSTREAM_PG_job(bpy.types.PropertyGroup):
-    """A read-only mirror of one engine job, for drawing."""
+    """One row of the jobs list: the job's id; the rest is read from the engine."""
 
     job_id: StringProperty()
-    task_id: StringProperty(name="Task ID")
-    task_type: StringProperty()
-    label: StringProperty()
-    state: StringProperty()
-    message: StringProperty()
-    error: StringProperty()
-    transport: StringProperty(name="Images Sent By")
-    created: FloatProperty()
-    finished: FloatProperty()
-    queue_position: IntProperty()
-    progress: FloatProperty(min=0.0, max=1.0, subtype='FACTOR')
-    object_name: StringProperty()
+    task_id: StringProperty(name="Task ID", get=_column("task_id"))
+    task_type: StringProperty(get=_column("task_type"))
+    label: StringProperty(get=_column("label"))
+    state: StringProperty(get=_column("state"))
+    message: StringProperty(get=_column("message"))
+    error: StringProperty(get=_column("error"))
+    transport: StringProperty(name="Images Sent By", get=_column("transport"))
+    created: FloatProperty(get=_column("created"))
+    finished: FloatProperty(get=_column("finished"))
+    queue_position: IntProperty(get=_column("queue_position"))
+    progress: FloatProperty(min=0.0, max=1.0, subtype='FACTOR', get=_column("progress"))
+    object_name: StringProperty(get=_column("object_name"))
 
 
 CLASSES = (MODELSTREAM_PG_settings, MODELSTREAM_PG_job)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import bpy
 
 from . import engine as engine_mod
-from . import errors, importer, inputs, preferences, services, tasks
-from .job import IMPORTED, READY, WAITING
+from . import errors, importer, inputs, joblist, preferences, services, tasks
+from .job import IMPORTED, READY
 
 TICK_SECONDS = 0.2
 RESUMED_NOTE = "imported after Blender restarted"
@@ -37,6 +37,7 @@ def engine():
         _engine = engine_mod.Engine(downloads, history_path=f"{history}/history.json",
                                     max_history=preferences.get().max_history,
                                     inputs_dir=inputs.inputs_dir())
+        joblist.bind(_engine)
         apply_preferences()
     return _engine
 
@@ -103,6 +104,7 @@ def shutdown():
     if _engine is not None:
         _engine.shutdown()
         _engine = None
+        joblist.bind(None)
 
 
 def _timer():
@@ -114,150 +116,15 @@ def _timer():
     return TICK_SECONDS
 
 
-# The job list's mirror -------------------------------------------------------------------
-# Blender's list is slow to index (rows[i] walks i rows) and each write is an RNA call, so
-# with thousands of jobs the mirror remembers each row's index and what it wrote there: a
-# sync walks the rows once and writes only what changed; a tick touches changed rows only.
+# The job list ---------------------------------------------------------------------------------
 
-_TEXTS = ("task_type", "label", "task_id", "transport", "state", "message", "error",
-          "object_name")
-_NUMBERS = ("progress", "created", "finished", "queue_position")
-_STATE = _TEXTS.index("state")
-_BLANK = (("",) * len(_TEXTS), (0.0, 0.0, 0.0, 0))  # a new row's values
-# A row this session did not write: everything is written.
-_UNKNOWN = ((None,) * len(_TEXTS), (None,) * len(_NUMBERS))
-_rows = None
-
-
-class _Rows:
-    """What the mirror wrote to one WindowManager's list: each row's job id, in order, and
-    its values (job id -> texts, numbers)."""
-
-    def __init__(self, wm):
-        self.owner = wm.as_pointer()
-        self.ids = [row.job_id for row in wm.modelstream_jobs]
-        self.index = {job_id: n for n, job_id in enumerate(self.ids)}
-        self.texts = {}
-        self.numbers = {}
-        self.active = set()  # rows written unfinished: the list keeps redrawing
-        self.pending = set()  # rows added or found but not written yet
-
-    def was_waiting(self, job_id):
-        return self.texts.get(job_id, _UNKNOWN[0])[_STATE] == WAITING
-
-
-def _rows_of(wm):
-    """The record of `wm`'s list, read afresh when the list is not the one it describes."""
-    global _rows
-    if (_rows is None or _rows.owner != wm.as_pointer()
-            or len(_rows.ids) != len(wm.modelstream_jobs)):
-        _rows = _Rows(wm)
-    return _rows
-
-
-def _values(job, position):
-    kind = job.body.get("type", "")
-    label = (job.body.get("prompt") or kind.replace("_", " "))[:200]
-    return ((kind, label, job.task_id, job.transport, job.state, job.message, job.error,
-             job.imported_as),
-            (job.progress / 100.0, job.created, job.finished, position))
-
-
-def _write(row, names, values, old):
-    for name, value, before in zip(names, values, old, strict=True):
-        if value != before:
-            setattr(row, name, value)
-
-
-def _write_texts(row, rows, job, texts):
-    _write(row, _TEXTS, texts, rows.texts.get(job.id, _UNKNOWN[0]))
-    rows.texts[job.id] = texts
-    (rows.active.discard if job.done else rows.active.add)(job.id)
-
-
-def _mirror_jobs(wm, changed):
-    """Rows of `changed` jobs and, when one joined or left the line, every waiting job's
-    place. A job the list lacks brings the whole list in line."""
-    global _rows
-    rows = _rows_of(wm)
-    if any(rows.was_waiting(j.id) or j.state == WAITING for j in changed):
-        positions = engine().queue_positions()
-        changed = list({j.id: j for j in (*changed, *map(engine().jobs.get, positions))}
-                       .values())
-    else:
-        positions = {}
-    for job in changed:
-        index = rows.index.get(job.id)
-        row = wm.modelstream_jobs[index] if index is not None else None
-        if row is None or row.job_id != job.id:
-            if row is not None:  # changed behind the mirror's back: read it again
-                _rows = None
-            sync(wm)
-            return
-        texts, numbers = _values(job, positions.get(job.id, 0))
-        _write_texts(row, rows, job, texts)
-        _write(row, _NUMBERS, numbers, rows.numbers.get(job.id, _UNKNOWN[1]))
-        rows.numbers[job.id] = numbers
+def sync(wm):
+    """Make the jobs list match the engine (after load, remove, clear)."""
+    joblist.sync(wm)
 
 
 def mirror(wm, job):
-    _mirror_jobs(wm, [job])
-
-
-def sync(wm):
-    """Make the list match the engine (on start, after load, submit, remove, clear): rows of
-    gone jobs removed, rows added and written for new jobs; rows already written are kept
-    current by mirror(). One walk over the rows, so linear, and cheap when little changed."""
-    global _rows
-    jobs = engine().jobs
-    items = wm.modelstream_jobs
-    rows = _rows_of(wm)
-    order = list(jobs)
-    gone = [n for n, job_id in enumerate(rows.ids) if job_id not in jobs]
-    kept = [job_id for job_id in rows.ids if job_id in jobs] if gone else rows.ids
-    if len(gone) > 32 or kept != order[:len(kept)]:
-        items.clear()  # each removal shifts the rows after it: many are cheaper at once
-        _rows = rows = _Rows(wm)
-        kept = []
-    else:
-        for n in reversed(gone):
-            items.remove(n)
-    for job_id in order[len(kept):]:
-        items.add().job_id = job_id
-        rows.texts[job_id], rows.numbers[job_id] = _BLANK
-        rows.pending.add(job_id)
-    for forgotten in [job_id for job_id in rows.texts if job_id not in jobs]:
-        for table in (rows.texts, rows.numbers):
-            table.pop(forgotten, None)
-        rows.active.discard(forgotten)
-    rows.ids, rows.index = order, {job_id: n for n, job_id in enumerate(order)}
-    rows.pending.update(job_id for job_id in order if job_id not in rows.texts)
-    if rows.pending:
-        _write_pending(items, rows, jobs)
-    waiting = {job_id for job_id, numbers in rows.numbers.items() if numbers[-1]}
-    waiting.update(engine().queue_positions())
-    if waiting:
-        _mirror_jobs(wm, [jobs[job_id] for job_id in waiting])
-
-
-def _write_pending(items, rows, jobs):
-    """Write the rows the mirror has not written: one walk, the numbers by column (a row
-    costs an RNA call per changed text, thousands of rows are filled on every load)."""
-    positions = engine().queue_positions()
-    pending, texts_of, numbers_of = rows.pending, rows.texts, rows.numbers
-    for row, job in zip(items, jobs.values(), strict=True):
-        if job.id in pending:
-            texts, numbers_of[job.id] = _values(job, positions.get(job.id, 0))
-            for name, value, old in zip(_TEXTS, texts, texts_of.get(job.id, _UNKNOWN[0]),
-                                        strict=True):
-                if value != old:
-                    setattr(row, name, value)
-            texts_of[job.id] = texts
-            if not job.done:
-                rows.active.add(job.id)
-    for k, name in enumerate(_NUMBERS):
-        items.foreach_set(name, [numbers_of[job_id][k] for job_id in rows.ids])
-    pending.clear()
+    joblist.update(wm, [job])
 
 
 def _redraw(wm):
@@ -270,8 +137,7 @@ def _redraw(wm):
 def tick(wm):
     """Apply worker results and land the jobs waiting for it. Never blocks."""
     changed = engine().tick()
-    if changed:
-        _mirror_jobs(wm, changed)
+    running = joblist.update(wm, changed)
     if any(j.done for j in changed):
         refresh_balance()
     if poll_balance():
@@ -279,7 +145,7 @@ def tick(wm):
     for job in changed:
         if job.state == READY and job.id in _auto_import:
             land(bpy.context, job, _auto_import[job.id], push_undo=True)
-    if changed or _rows_of(wm).active:
+    if changed or running:
         _redraw(wm)
     return changed
 

@@ -175,3 +175,17 @@ def test_a_task_id_reaches_disk_even_when_the_main_thread_never_drains(service, 
         eng.shutdown()
     assert service.stats()["tasks_created"] == 1
     assert not os.path.exists(tmp_path / "history.json.tasks"), "folded into the history"
+
+
+def test_a_removed_job_does_not_come_back_from_the_task_journal(service, tmp_path):
+    path = str(tmp_path / "history.json")
+    eng = engine_mod.Engine(str(tmp_path / "downloads"), history_path=path, poll_min=0.2)
+    job = eng.submit(ModelStreamClient(KEY, service.url), BODY)
+    wait_until(lambda: eng.wait(job.id, timeout=0.1).task_id, 30, "the task was never created")
+    eng.remove(job.id)
+    eng.shutdown()
+    again = engine_mod.Engine(str(tmp_path / "downloads"), history_path=path)
+    try:
+        assert job.id not in again.jobs
+    finally:
+        again.shutdown()
