@@ -74,12 +74,12 @@ class Engine:
 
     # Main thread --------------------------------------------------------------------
 
-    def submit(self, client, body, transport="auto", owned="", import_options=None):
+    def submit(self, client, body, transport="auto", owned="", import_options=None, note=""):
         """Start a job for a validated body; returns at once. `transport` says how local
         images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'; `owned` is
         a folder of input files deleted with the job; `import_options` are kept for
-        whoever imports the result."""
-        job = Job(body=copy.deepcopy(body), owned=owned,
+        whoever imports the result; `note` is shown with the job's details."""
+        job = Job(body=copy.deepcopy(body), owned=owned, note=note,
                   import_options=dict(import_options or {}))
         self._add(job)
         body = job.body

@@ -29,7 +29,7 @@ from .paths import JOB_ID
 VERSION = 1
 FIELDS = ("id", "task_id", "state", "status", "message", "error", "transport",
           "output_path", "output_format", "images", "created", "finished", "imported_as",
-          "owned", "import_options", "service", "credits")
+          "owned", "import_options", "service", "credits", "note")
 
 
 def record_of(job):
@@ -43,7 +43,7 @@ def record_of(job):
 STATES = (job_mod.WAITING, job_mod.SUBMITTING, job_mod.QUEUED, job_mod.RUNNING,
           job_mod.DOWNLOADING, *job_mod.FINAL_STATES)
 TEXT_FIELDS = ("task_id", "status", "message", "error", "transport", "output_path",
-               "imported_as", "owned", "service")
+               "imported_as", "owned", "service", "note")
 TIME_FIELDS = ("created", "finished")
 OUTPUT_FORMATS = ("", "glb", "fbx")
 MAX_DEPTH = 32

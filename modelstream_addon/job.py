@@ -47,6 +47,7 @@ class Job:
     imported_as: str = ""
     owned: str = ""
     import_options: dict = field(default_factory=dict)
+    note: str = ""  # said with the job's details, e.g. what extra_params overrides
     service: str = ""  # services.py name; "" in records from before there were two
     credits: float = -1.0  # what the task says it consumed; -1 when it did not say
 

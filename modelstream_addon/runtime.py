@@ -187,6 +187,7 @@ class Prepared:
     client: object
     workdir: str = ""
     placement: dict = field(default_factory=dict)
+    note: str = ""
 
 
 def import_options(context, opts):
@@ -225,7 +226,10 @@ def prepare(context, opts, service=None):
     except errors.ModelStreamError:
         inputs.discard(workdir)
         raise
-    return Prepared(body, client, workdir, placement)
+    overridden = tasks.overrides(opts)
+    note = (f"extra_params sets {', '.join(overridden)}, overriding the option"
+            + ("s" if len(overridden) > 1 else "")) if overridden else ""
+    return Prepared(body, client, workdir, placement, note)
 
 
 def _source_job(body):
@@ -259,14 +263,14 @@ def again(context, old):
     check_online()
     _check_source(old.body)
     return Prepared(old.body, preferences.make_client(context, old.service or None),
-                    placement=old.import_options)
+                    placement=old.import_options, note=old.note)
 
 
 def submit(context, prepared):
     """Send a prepared task; returns its job at once."""
     image_transport = preferences.get(context).image_transport.lower()
     new = engine().submit(prepared.client, prepared.body, image_transport, prepared.workdir,
-                          prepared.placement)
+                          prepared.placement, prepared.note)
     sync(context.window_manager)
     return new
 

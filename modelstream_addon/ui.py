@@ -202,6 +202,8 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
         found = runtime.job(job.job_id)
         if found is not None and found.service and found.service != services.DEFAULT:
             col.label(text=f"Service: {services.named(found.service).label}")
+        if found is not None and found.note:
+            _wrapped(col, context, found.note, icon='INFO')
         if found is not None and found.credits >= 0:
             col.label(text=f"Credits used: {found.credits:g}")
         if job.error:

@@ -242,3 +242,16 @@ def test_tasks_wait_for_online_access_to_resume(blender, addon, service):
     runtime.wait_all(bpy.context)
     assert restored.state == "IMPORTED", restored.error
     assert service.stats()["tasks_created"] == 1
+
+
+def test_extra_params_override_an_option_and_the_job_says_so(blender, addon, service):
+    from tests.conftest import task_input
+
+    result = addon.api.generate(prompt="a kettle", face_limit=5000,
+                                extra_params='{"face_limit": 321, "model_seed": 4}')
+    job = addon.runtime.job(result.job_id)
+    assert "face_limit" in job.note and "overriding" in job.note
+    sent = task_input(service, result.task_id)
+    assert sent["face_limit"] == 321 and sent["model_seed"] == 4
+    plain = addon.api.generate(prompt="a kettle", face_limit=400)
+    assert addon.runtime.job(plain.job_id).note == ""
