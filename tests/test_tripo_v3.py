@@ -1,29 +1,12 @@
 """Tripo API v3 end to end: the add-on with MODELSTREAM_SERVICE=tripo-v3, headless, against
 the local service's v3 paths (issue 10), through a relay that notes each request's path."""
 
-import glob
-import os
 
 import pytest
 
-from tests.conftest import ADDON, ROOT, wait_until, write_png
+from tests.conftest import ADDON, wait_until, write_png
 from tests.relay import Relay
 from tests.test_ui_draw import draw
-
-
-def _service_speaks_v3():
-    """The local service's v3 mode comes from another branch; these tests run once its
-    source has the v3 routes (a static check, so a broken v3 mode fails, never skips)."""
-    for path in glob.glob(os.path.join(ROOT, "scripts", "local_service", "*.py")):
-        with open(path, encoding="utf-8") as f:
-            if "/v3/account/balance" in f.read():
-                return True
-    return False
-
-
-pytestmark = pytest.mark.skipif(not _service_speaks_v3(),
-                                reason="the local service has no v3 mode yet (branch "
-                                "v3service); these run once it is merged")
 
 
 @pytest.fixture
@@ -92,3 +75,31 @@ def test_a_job_resumed_after_restart_polls_the_v3_service_that_created_it(
     after = [path for _, path in v3.seen[before:]]
     assert f"/v3/tasks/{job.task_id}" in after
     assert not [p for p in after if p.startswith("/tripo/")]
+
+
+@pytest.mark.parametrize("task_type, args", [
+    ("text_to_model", {"prompt": "a tin can", "face_limit": 300}),
+    ("text_to_image", {"prompt": "a tin can"}),
+])
+def test_main_flows_through_a_gateway_passing_v3_results(blender, service, task_type, args):
+    """ModelStream's v2 paths answering with v3-shaped results (a gateway passing them
+    through): the same flows land."""
+    bpy = blender
+    service.faults(outputs="v3")
+    assert bpy.ops.modelstream.generate(task_type=task_type, **args) == {'FINISHED'}
+    job = bpy.context.window_manager.modelstream_jobs[-1]
+    assert job.state == "IMPORTED", job.error
+    assert service.stats()["requests_by_api"]["v2"]["get"] >= 1
+
+
+def test_multiview_chain_through_a_gateway_passing_v3_results(blender, service, tmp_path):
+    bpy = blender
+    service.faults(outputs="v3")
+    assert bpy.ops.modelstream.generate(
+        task_type="generate_multiview_image", prompt="a robot",
+        image_path=write_png(tmp_path / "robot.png", 64, 64)) == {'FINISHED'}
+    source = bpy.context.window_manager.modelstream_jobs[-1].task_id
+    assert bpy.ops.modelstream.generate(task_type="edit_multiview_image",
+                                        prompt_left="a red arm",
+                                        original_task_id=source) == {'FINISHED'}
+    assert bpy.context.window_manager.modelstream_jobs[-1].state == "IMPORTED"
