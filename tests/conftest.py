@@ -9,9 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -65,53 +63,6 @@ def wait_until(predicate, timeout, message, interval=0.02):
             pytest.fail(f"after {timeout} s: {message}")
         time.sleep(interval)
     return value
-
-
-class RecordingProxy:
-    """A loopback relay in front of the local service that notes when each request reached
-    it: what a lower bound on the time between a client's requests is measured from."""
-
-    RELAYED = ("Content-Type", "Retry-After", "X-Tripo-Trace-ID")
-
-    def __init__(self, target):
-        self.target = target
-        self.seen = []  # (time.monotonic() on arrival, method, path, status)
-        relay = self._relay
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                relay(self, "GET")
-
-            def do_POST(self):
-                relay(self, "POST")
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def _relay(self, handler, method):
-        arrived = time.monotonic()
-        length = int(handler.headers.get("Content-Length") or 0)
-        headers = {k: v for k, v in handler.headers.items()
-                   if k.lower() in ("authorization", "content-type")}
-        resp = requests.request(method, self.target + handler.path, headers=headers,
-                                data=handler.rfile.read(length) if length else None,
-                                timeout=60)
-        self.seen.append((arrived, method, handler.path, resp.status_code))
-        handler.send_response(resp.status_code)
-        for name in self.RELAYED:
-            if name in resp.headers:
-                handler.send_header(name, resp.headers[name])
-        handler.send_header("Content-Length", str(len(resp.content)))
-        handler.end_headers()
-        handler.wfile.write(resp.content)
-
-    def close(self):
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def task_input(service, task_id):

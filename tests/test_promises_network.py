@@ -14,7 +14,8 @@ from modelstream_addon import engine as engine_mod
 from modelstream_addon import errors
 from modelstream_addon.client import ModelStreamClient
 from modelstream_addon.job import FAILED, READY
-from tests.conftest import KEY, RecordingProxy, start_service, wait_until
+from tests.conftest import KEY, start_service, wait_until
+from tests.relay import Relay
 
 BODY = {"type": "text_to_model", "prompt": "a small kettle", "face_limit": 400}
 LATENCY = 4.0
@@ -24,7 +25,7 @@ CLOCK_SLACK = 0.01
 
 @pytest.fixture
 def proxy(service):
-    relay = RecordingProxy(service.url)
+    relay = Relay(service.url)
     yield relay
     relay.close()
 
@@ -39,7 +40,7 @@ def timed_service():
 
 
 def creates(proxy):
-    return [(t, status) for t, method, path, status in proxy.seen if method == "POST"]
+    return [(t, status) for t, method, path, status in proxy.log if method == "POST"]
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])

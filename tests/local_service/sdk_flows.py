@@ -15,20 +15,24 @@ import sys
 MODEL_OPTIONS = {"face_limit": 400}
 
 
+def _first_wave(client, front, left, right):
+    """The calls both SDK versions make the same way."""
+    return {
+        "text_to_model": client.text_to_model("a small teapot", **MODEL_OPTIONS),
+        "image_to_model": client.image_to_model(front, **MODEL_OPTIONS),
+        "multiview_to_model": client.multiview_to_model([front, left, None, right],
+                                                        **MODEL_OPTIONS),
+        "text_to_image": client.text_to_image("a paper kite"),
+        "generate_multiview_image": client.generate_multiview_image(front),
+    }
+
+
 async def v3_flows(url: str, key: str, out: str, front: str, left: str, right: str) -> dict:
     """SDK 1.0.0: the base URL by its constructor argument; local files are uploaded."""
     from tripo3d import TripoClient
 
     async with TripoClient(api_key=key, v3_base_url=url) as client:
-        first = {
-            "text_to_model": client.text_to_model("a small teapot", **MODEL_OPTIONS),
-            "image_to_model": client.image_to_model(front, **MODEL_OPTIONS),
-            "multiview_to_model": client.multiview_to_model([front, left, None, right],
-                                                            **MODEL_OPTIONS),
-            "text_to_image": client.text_to_image("a paper kite"),
-            "generate_multiview_image": client.generate_multiview_image(front),
-        }
-        runs = await _finish(client, out, first)
+        runs = await _finish(client, out, _first_wave(client, front, left, right))
         views = runs["generate_multiview_image"]["task_id"]
         second = {
             "edit_multiview_image": client.edit_multiview_image(
@@ -50,15 +54,7 @@ async def v2_flows(url: str, key: str, out: str, front: str, left: str, right: s
 
     local = type("LocalClient", (TripoClient,), {"BASE_URL": f"{url}/tripo/v2/openapi"})
     async with local(api_key=key) as client:
-        first = {
-            "text_to_model": client.text_to_model("a small teapot", **MODEL_OPTIONS),
-            "image_to_model": client.image_to_model(front, **MODEL_OPTIONS),
-            "multiview_to_model": client.multiview_to_model([front, left, None, right],
-                                                            **MODEL_OPTIONS),
-            "text_to_image": client.text_to_image("a paper kite"),
-            "generate_multiview_image": client.generate_multiview_image(front),
-        }
-        runs = await _finish(client, out, first)
+        runs = await _finish(client, out, _first_wave(client, front, left, right))
         edit = client.edit_multiview_image(
             runs["generate_multiview_image"]["task_id"],
             [{"view": "front", "prompt": "make it gold"}, {"view": "right", "prompt": "a tail"}])
