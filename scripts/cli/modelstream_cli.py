@@ -140,7 +140,10 @@ def main(argv):
         with loaded_addon() as addon:
             parser = build_parser(addon.option_props(), DESCRIPTION)
             with contextlib.redirect_stdout(RESULTS):  # --help is a result
-                args = parser.parse_args(argv)
+                try:
+                    args = parser.parse_args(argv)
+                except SystemExit as e:  # --help or a usage error: end the way all runs end
+                    return e.code if isinstance(e.code, int) else EXIT_USAGE
             apply_environment(args)
             with online_access():
                 return run(addon, args)
