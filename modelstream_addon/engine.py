@@ -272,7 +272,7 @@ class Engine:
                 self._add(job)
             elif job.task_id:
                 continue
-            if job.state == FAILED and job.error == LOST_NOTE or not job.done:
+            if (job.state == FAILED and job.error == LOST_NOTE) or not job.done:
                 job.state, job.error = QUEUED, ""
                 job.message = "Task id recovered after a crash"
             job.task_id = task_id
