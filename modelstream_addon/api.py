@@ -62,16 +62,18 @@ def _defaults():
 
 def submit(task_type="text_to_model", *, context=None, service=None, **options):
     """Start a task and return its job id at once; the result is imported when ready
-    (in the GUI by the add-on's timer; headless when you call `wait`)."""
+    (in the GUI by the add-on's timer; headless when you call `wait`). With
+    `variations=N` (2-8): a list of N job ids, each task with its own seed."""
     context = context or bpy.context
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
         raise ValidationError(unknown[0], f"unknown option; known: {', '.join(OPTION_NAMES)}")
-    job = runtime.start_job(context, {**_defaults(), **options, "task_type": task_type},
-                            service)
+    jobs = runtime.start_jobs(context, {**_defaults(), **options, "task_type": task_type},
+                              service)
     if not bpy.app.background:
-        runtime.follow(context, job)
-    return job.id
+        for job in jobs:
+            runtime.follow(context, job)
+    return jobs[0].id if len(jobs) == 1 else [job.id for job in jobs]
 
 
 def wait(job_ids, *, timeout=None, context=None):
@@ -90,13 +92,15 @@ def wait(job_ids, *, timeout=None, context=None):
 
 def generate(task_type="text_to_model", *, timeout=None, context=None, service=None,
              **options):
-    """Submit, wait and import; returns the Result, or raises TaskFailedError."""
-    result = wait(submit(task_type, context=context, service=service, **options),
-                  timeout=timeout, context=context)
-    if not result.ok:
-        raise TaskFailedError(result.error or f"The job ended {result.state.lower()}.",
-                              task_id=result.task_id)
-    return result
+    """Submit, wait and import; returns the Result (a list of them for variations), or
+    raises TaskFailedError for the first that failed once all are done."""
+    job_ids = submit(task_type, context=context, service=service, **options)
+    results = wait(job_ids, timeout=timeout, context=context)
+    for result in [results] if isinstance(results, Result) else results:
+        if not result.ok:
+            raise TaskFailedError(result.error or f"The job ended {result.state.lower()}.",
+                                  task_id=result.task_id)
+    return results
 
 
 def import_task(task_id, *, wait_for_it=True, timeout=None, context=None):

@@ -8,6 +8,8 @@ from mathutils import Vector
 from . import tasks
 
 COLLECTION = "ModelStream"
+ROW = "modelstream_row"  # on a variation's Empty: the row it landed in
+ROW_PLACE = "modelstream_row_place"  # where the row started: Keep This One goes there
 _IMPORTERS = {
     "glb": lambda path: bpy.ops.import_scene.gltf(filepath=path),
     "fbx": lambda path: bpy.ops.import_scene.fbx(filepath=path),
@@ -74,15 +76,50 @@ def _place(context, empty, new, options):
         empty.location = options["location"]
     elif placement == 'CURSOR':
         empty.location = context.scene.cursor.location
+    _line_up(context, empty, new, options)
     shading = options.get("shading", 'KEEP')
     for obj in new:
         if obj.type == 'MESH' and shading != 'KEEP':
             (obj.data.shade_smooth if shading == 'SMOOTH' else obj.data.shade_flat)()
 
 
-def import_model(context, path, fmt, *, name, task_id, task_type, prompt, options=None):
+def _bounds_x(objects):
+    """(min, max) world X of `objects`' meshes, or None."""
+    xs = [(o.matrix_world @ Vector(c)).x for o in objects if o.type == 'MESH'
+          for c in o.bound_box]
+    return (min(xs), max(xs)) if xs else None
+
+
+def row_of(obj):
+    """The variation row an object's Empty belongs to ('' for none): the history gives
+    it, so only text is trusted."""
+    row = obj.get(ROW) if obj is not None else None
+    return row if isinstance(row, str) else ""
+
+
+def _line_up(context, empty, new, options):
+    """A variation lands right of the siblings already in the scene, a gap apart, so
+    none overlap whatever their sizes; the first sits at the placement point."""
+    row = options.get("row")
+    if not isinstance(row, str) or not row:
+        return
+    empty[ROW] = row
+    empty[ROW_PLACE] = list(empty.location)
+    siblings = [o for o in context.scene.objects if o is not empty and row_of(o) == row]
+    context.view_layer.update()
+    mine = _bounds_x(new)
+    taken = _bounds_x([c for s in siblings for c in s.children_recursive])
+    if mine is None or taken is None:
+        return
+    gap = max(0.1 * (mine[1] - mine[0]), 0.05)
+    empty.location.x += taken[1] + gap - mine[0]
+
+
+def import_model(context, path, fmt, *, name, task_id, task_type, prompt, options=None,
+                 provenance=None):
     """Import `path` under a new Empty placed by `options` (placement, replace, size_mode,
-    target_size, shading); returns the Empty. On failure nothing new is left behind."""
+    target_size, shading, a variation's row); returns the Empty, which carries the task's
+    provenance. On failure nothing new is left behind."""
     if fmt not in _IMPORTERS:
         raise ImportFailed(f"Cannot import a {fmt!r} file.")
     before = _snapshot()
@@ -98,6 +135,8 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, option
         empty["modelstream_task_id"] = task_id
         empty["modelstream_type"] = task_type
         empty["modelstream_prompt"] = prompt
+        for key, value in (provenance or {}).items():
+            empty[f"modelstream_{key}"] = value
         new_set = set(new)
         for obj in new:
             for owner in list(obj.users_collection):
@@ -148,10 +187,22 @@ def add_result(context, job):
     empty = import_model(
         context, job.output_path, job.output_format, name=tasks.describe(job.body),
         task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
-        options=job.import_options)
+        options=job.import_options, provenance=_provenance(job))
     with contextlib.suppress(ImportFailed):
         load_images(job.images, task_id=job.task_id, task_type=task_type, keep=False)
     return empty.name
+
+
+def _provenance(job):
+    """The seeds a task was sent with, and which variation it is: to make it again. A seed
+    beyond a custom property's 32 bits is kept as text."""
+    found = {"seed": job.body.get("model_seed"), "texture_seed": job.body.get("texture_seed")}
+    found = {name: value if 0 <= value <= tasks.MAX_SEED else str(value)
+             for name, value in found.items() if tasks.is_int(value)}
+    index, count = job.import_options.get("row_index"), job.import_options.get("row_count")
+    if tasks.is_int(index) and tasks.is_int(count):
+        found["variation"] = f"{index + 1} of {count}"
+    return found
 
 
 def add_reference(context, path, task_id):

@@ -86,9 +86,15 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
             return self.execute(context)
         context.window_manager.modelstream_error = ""
         try:
-            self._job_id = runtime.start_job(context, self._options(context)).id
+            jobs = runtime.start_jobs(context, self._options(context))
         except errors.ModelStreamError as e:
             return fail(self, context, str(e))
+        if len(jobs) > 1:  # each variation lands when it arrives, one undo step each
+            for job in jobs:
+                runtime.follow(context, job)
+            self.report({'INFO'}, f"ModelStream: {len(jobs)} variations started")
+            return {'FINISHED'}
+        self._job_id = jobs[0].id
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
@@ -110,10 +116,11 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         """Blocking: background mode, and scripts that call the operator directly."""
         context.window_manager.modelstream_error = ""
         try:
-            job = runtime.start_job(context, self._options(context))
+            jobs = runtime.start_jobs(context, self._options(context))
         except errors.ModelStreamError as e:
             return fail(self, context, str(e))
-        return self._finish(context, runtime.wait(context, job))
+        outcomes = [self._finish(context, runtime.wait(context, job)) for job in jobs]
+        return {'FINISHED'} if {'FINISHED'} in outcomes else outcomes[0]
 
 
 class MODELSTREAM_OT_capture(bpy.types.Operator):

@@ -150,6 +150,10 @@ def _options_mixin(options):
                 ('KEEP', "As Delivered", "Keep the file's shading"),
                 ('SMOOTH', "Smooth", "Smooth shading"),
                 ('FLAT', "Flat", "Flat shading")])
+        variations: IntProperty(
+            name="Variations", default=1, min=1, max=tasks.MAX_VARIATIONS, options=options,
+            description="How many versions to make from the same inputs, each with its own "
+            "seed (text, image and multiview to model); they land side by side")
         extra_params: StringProperty(
             name="Extra Parameters", options=options,
             description='More API parameters as a JSON object, e.g. {"model_seed": 7, '

@@ -8,7 +8,9 @@ main thread calls in here. A persistent timer drains the engine in the GUI; head
 `wait()` blocks on the same engine instead.
 """
 
+import dataclasses
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import bpy
@@ -188,6 +190,17 @@ class Prepared:
     workdir: str = ""
     placement: dict = field(default_factory=dict)
     note: str = ""
+    variants: list = field(default_factory=list)  # bodies with their own seeds, or []
+
+    def each(self):
+        """One Prepared per task to send: itself, or one per variation, each with its
+        seeds and its place in the row the variations land in."""
+        if not self.variants:
+            return [self]
+        row = {"row": uuid.uuid4().hex[:12], "row_count": len(self.variants)}
+        return [dataclasses.replace(self, body=body, variants=[],
+                                    placement={**self.placement, **row, "row_index": i})
+                for i, body in enumerate(self.variants)]
 
 
 def import_options(context, opts):
@@ -216,6 +229,7 @@ def prepare(context, opts, service=None):
     ModelStreamError (ValidationError, ConfigError) on bad input, leaving nothing behind.
     `service` (a services.py name) instead of the chosen one."""
     check_online()
+    count = tasks.variation_count(opts)
     placement = import_options(context, opts)
     opts, workdir = inputs.gather(context, opts)
     try:
@@ -223,13 +237,14 @@ def prepare(context, opts, service=None):
         _check_source(body)
         client = preferences.make_client(context, service)
         client.service.check(body)
+        variants = tasks.vary(body, count) if count > 1 else []
     except errors.ModelStreamError:
         inputs.discard(workdir)
         raise
     overridden = tasks.overrides(opts)
     note = (f"extra_params sets {', '.join(overridden)}, overriding the option"
             + ("s" if len(overridden) > 1 else "")) if overridden else ""
-    return Prepared(body, client, workdir, placement, note)
+    return Prepared(body, client, workdir, placement, note, variants)
 
 
 def _source_job(body):
@@ -275,8 +290,9 @@ def submit(context, prepared):
     return new
 
 
-def start_job(context, opts, service=None):
-    return submit(context, prepare(context, opts, service))
+def start_jobs(context, opts, service=None):
+    """Send the task, or each of its variations; returns the jobs at once."""
+    return [submit(context, each) for each in prepare(context, opts, service).each()]
 
 
 def attach(context, task_id, placement=None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import urllib.parse
 
@@ -28,6 +29,10 @@ TEXTURE_QUALITIES = ("standard", "detailed", "extreme")
 OVERRIDABLE = frozenset(("face_limit", "texture", "pbr", "texture_quality"))
 NEVER_EXTRA = frozenset(("type", "file", "files", "prompts"))
 MAX_PROMPT = 1024
+# Variations: the task types Tripo takes a model_seed for, and how many at once.
+SEEDED_TYPES = ("text_to_model", "image_to_model", "multiview_to_model")
+MAX_VARIATIONS = 8
+MAX_SEED = 2**31 - 1
 _URL_TYPES = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
 
 
@@ -255,5 +260,42 @@ def safe_name(text, limit=48):
 
 
 def describe(body):
-    """A short human label for a job, e.g. for the Empty's name."""
-    return safe_name(body.get("prompt") or str(body.get("type") or "model").replace("_", " "))
+    """A short human label for a job, e.g. for the Empty's name; a variation's seed tells
+    siblings apart."""
+    label = safe_name(body.get("prompt") or str(body.get("type") or "model").replace("_", " "))
+    seed = body.get("model_seed")
+    return f"{label[:36]} (seed {seed})" if is_int(seed) else label
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def variation_count(opts):
+    """How many variations the options ask for, checked before anything is captured."""
+    count = opts.get("variations", 1)
+    if not is_int(count) or not 1 <= count <= MAX_VARIATIONS:
+        raise ValidationError("variations", f"must be a whole number from 1 to "
+                              f"{MAX_VARIATIONS}, got {count!r}.")
+    if count > 1 and opts.get("task_type", "text_to_model") not in SEEDED_TYPES:
+        raise ValidationError("variations", "only text, image and multiview to model tasks "
+                              "take a seed; use 1 for this task type.")
+    return count
+
+
+def vary(body, count, rng=None):
+    """`count` copies of `body`, each with its own model_seed (and texture_seed when
+    textured). Seeds from extra_params are the first variation's and the others follow
+    them, so a recorded seed makes that variation again. One copy is `body` untouched."""
+    if count == 1:
+        return [body]
+    rng = rng or random.SystemRandom()
+    names = ["model_seed"] + (["texture_seed"] if body.get("texture", True) else [])
+    first = {}
+    for name in names:
+        given = body.get(name)
+        if given is not None and not (is_int(given) and 0 <= given <= MAX_SEED - count):
+            raise ValidationError("extra_params", f"{name} must be a whole number from 0 to "
+                                  f"{MAX_SEED - count} for {count} variations.")
+        first[name] = given if given is not None else rng.randrange(MAX_SEED - count)
+    return [{**body, **{name: seed + i for name, seed in first.items()}} for i in range(count)]

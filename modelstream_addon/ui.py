@@ -6,8 +6,10 @@ import textwrap
 import bpy
 import bpy.utils.previews
 
-from . import errors, inputs, preferences, runtime, services
+from . import errors, inputs, preferences, runtime, services, tasks
+from .importer import row_of
 from .job import FINAL_STATES
+from .library import result_root
 
 _previews = None
 
@@ -64,12 +66,16 @@ class MODELSTREAM_PT_generate(SidebarPanel, bpy.types.Panel):
         layout.prop(settings, "task_type", text="")
         self._draw_inputs(layout, settings)
         unsupported = service.unsupported(settings.task_type)
+        if settings.task_type in tasks.SEEDED_TYPES:
+            layout.prop(settings, "variations")
         row = layout.row()
         row.scale_y = 1.4
         row.enabled = not unsupported
         row.operator("modelstream.generate", icon='PLAY')
         if unsupported:
             _wrapped(layout, context, unsupported, icon='INFO')
+        if row_of(result_root(context.active_object)):
+            layout.operator("modelstream.keep_variation", icon='CHECKMARK')
         if wm.modelstream_error:
             box = layout.box()
             box.alert = True
@@ -234,7 +240,7 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
 MENU_OPERATORS = (
     ("modelstream.generate", 'PLAY'), ("modelstream.capture", 'RESTRICT_RENDER_OFF'),
     ("modelstream.refine_selected", 'MODIFIER'), ("modelstream.import_task", 'IMPORT'),
-    ("modelstream.save_to_library", 'ASSET_MANAGER'),
+    ("modelstream.save_to_library", 'ASSET_MANAGER'), ("modelstream.keep_variation", 'CHECKMARK'),
     None,
     ("modelstream.cancel", 'X'), ("modelstream.retry_job", 'FILE_REFRESH'),
     ("modelstream.import_job", 'IMPORT'), ("modelstream.use_result", 'FORWARD'),

@@ -23,8 +23,9 @@ found = {}
 for path in sys.argv[1:]:
     bpy.ops.wm.open_mainfile(filepath=path)
     found[path] = {
-        "objects": {o.name: {"type": o.type, **{k: o[k] for k in o.keys()
-                                                if k.startswith("modelstream_")}}
+        "objects": {o.name: {"type": o.type, **{
+            k: o[k].to_list() if hasattr(o[k], "to_list") else o[k] for k in o.keys()
+            if k.startswith("modelstream_")}}
                     for o in bpy.data.objects},
         "images": {i.name: {"packed": i.packed_file is not None,
                             "task_id": i.get("modelstream_task_id", "")}

@@ -18,7 +18,7 @@ def test_resume_after_a_simulated_restart_imports_the_result(blender, addon, ser
 
     bpy = blender
     runtime = addon.runtime
-    job = runtime.start_job(bpy.context, {"task_type": "text_to_model", "prompt": "a buoy",
+    job, = runtime.start_jobs(bpy.context, {"task_type": "text_to_model", "prompt": "a buoy",
                                           "face_limit": 500})
     wait_until(lambda: runtime.engine().wait(job.id, timeout=0.1).task_id, 30,
                "the task was never created")
@@ -228,7 +228,7 @@ def test_tasks_wait_for_online_access_to_resume(blender, addon, service):
     import addon_utils
 
     bpy = blender
-    job = addon.runtime.start_job(bpy.context, {"task_type": "text_to_model",
+    job, = addon.runtime.start_jobs(bpy.context, {"task_type": "text_to_model",
                                                 "prompt": "a lantern", "face_limit": 300})
     wait_until(lambda: addon.runtime.engine().wait(job.id, timeout=0.1).task_id, 30,
                "the task was never created")

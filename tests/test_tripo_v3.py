@@ -59,7 +59,7 @@ def test_a_job_resumed_after_restart_polls_the_v3_service_that_created_it(
     import addon_utils
 
     runtime = addon.runtime
-    job = runtime.start_job(blender.context, {"task_type": "text_to_model",
+    job, = runtime.start_jobs(blender.context, {"task_type": "text_to_model",
                                               "prompt": "a v3 buoy", "face_limit": 300})
     wait_until(lambda: runtime.engine().wait(job.id, timeout=0.1).task_id, 30,
                "the task was never created")

@@ -247,6 +247,9 @@ class Batch:
                 raise error("type", "give task_type or type, not both.")
             raw["task_type"] = raw.pop("type")
         row.options = convert(self.addon, raw)
+        if row.options.get("variations", 1) != 1:
+            raise error("variations", "a row makes one result, saved under its id: give "
+                        "each variation its own row, with a model_seed in extra_params.")
         for field, capture in (("image_source", 'FILE'), ("multiview_source", 'FILES')):
             if row.options.get(field, capture) != capture:
                 raise error(field, "captures from a .blend are for `generate --blend`; "
@@ -339,7 +342,7 @@ class Batch:
             if problem:
                 row.fail(f"{row.label}: {problem} (task {job.task_id})")
             else:
-                paths = save_result(self.addon, job, os.path.join(self.out, f"{row.id}.blend"),
+                paths = save_result(self.addon, [job], os.path.join(self.out, f"{row.id}.blend"),
                                     self.args.raw)
                 row.record.update(state="done", output=paths[0], raw=paths[1:], error="")
         except (RuntimeError, OSError) as e:

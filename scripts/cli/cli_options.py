@@ -98,13 +98,14 @@ def out_path(out, task_id):
     return path
 
 
-def save_result(addon, job, blend, raw):
+def save_result(addon, jobs, blend, raw):
     """Save the open scene as `blend` (a copy: the open file stays as it was) and, with
-    `raw`, the downloaded files beside it. Returns the paths written."""
+    `raw`, each job's downloaded files beside it (`_2`, `_3`... after the first of several
+    variations). Returns the paths written."""
     addon.bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True, check_existing=False)
     paths = [blend]
-    if raw:
-        stem = os.path.splitext(blend)[0]
+    for n, job in enumerate(jobs if raw else [], 1):
+        stem = os.path.splitext(blend)[0] + (f"_{n}" if n > 1 else "")
         if job.output_path:
             paths.append(shutil.copyfile(job.output_path, f"{stem}.{job.output_format}"))
         elif job.images:

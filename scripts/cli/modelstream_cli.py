@@ -58,27 +58,40 @@ def follow(addon, job, timeout):
     return job
 
 
-def finish_single(addon, job_id, args, timeout):
-    """Follow a job, import it into the open scene and save it; returns the exit status."""
-    job = follow(addon, addon.runtime.job(job_id), timeout)
-    result = addon.api.wait(job_id, timeout=0)
+def finish(addon, job_ids, args, timeout):
+    """Follow the jobs (a task, or its variations), import them into the open scene and
+    save it once; returns the exit status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    jobs = [follow(addon, addon.runtime.job(job_id),
+                   None if deadline is None else max(0.0, deadline - time.monotonic()))
+            for job_id in job_ids]
+    results = addon.api.wait(job_ids, timeout=0)
+    problems = []
     try:
-        if result.ok:
-            paths = save_result(addon, job, out_path(args.out, job.task_id), args.raw)
-            for path in paths:
+        for job, result in zip(jobs, results, strict=True):
+            if not result.ok:
+                problems.append(_problem(addon, job, result, timeout))
+        landed = [job for job, result in zip(jobs, results, strict=True) if result.ok]
+        if landed:
+            for path in save_result(addon, landed, out_path(args.out, landed[0].task_id),
+                                    args.raw):
                 print(path, file=RESULTS, flush=True)
-            return 0
-        problem = result.error or job.message
-        if job.state == addon.job.CANCELLED and job.task_id:
-            problem = (f"Stopped waiting after {timeout:g} s. Task {job.task_id} may still "
-                       "finish (and be charged): fetch it later with `modelstream_cli.py "
-                       f"import-task {job.task_id}`.")
     except (RuntimeError, OSError) as e:
-        problem = f"Saving the result failed: {e} (task {job.task_id})"
+        problems.append(f"Saving the result failed: {e} (task {jobs[0].task_id})")
     finally:
-        addon.runtime.remove(addon.bpy.context, job_id)
-    print(f"modelstream: error: {problem}", file=sys.stderr)
-    return EXIT_FAILED
+        for job_id in job_ids:
+            addon.runtime.remove(addon.bpy.context, job_id)
+    for problem in problems:
+        print(f"modelstream: error: {problem}", file=sys.stderr)
+    return EXIT_FAILED if problems else 0
+
+
+def _problem(addon, job, result, timeout):
+    if job.state == addon.job.CANCELLED and job.task_id:
+        return (f"Stopped waiting after {timeout:g} s. Task {job.task_id} may still finish "
+                "(and be charged): fetch it later with `modelstream_cli.py import-task "
+                f"{job.task_id}`.")
+    return result.error or job.message
 
 
 def cmd_generate(addon, args):
@@ -96,15 +109,16 @@ def cmd_generate(addon, args):
     raw = {name: getattr(args, name) for name in addon.option_props()}
     options = resolve_paths(addon, convert(addon, raw), os.getcwd())
     task_type = options.pop("task_type", "text_to_model")
-    job_id = addon.api.submit(task_type, **options)
-    return finish_single(addon, job_id, args, args.timeout)
+    job_ids = addon.api.submit(task_type, **options)
+    return finish(addon, job_ids if isinstance(job_ids, list) else [job_ids], args,
+                  args.timeout)
 
 
 def cmd_import_task(addon, args):
     addon.bpy.ops.wm.read_homefile(use_empty=True)
     addon.check_enabled()
     job_id = addon.api.import_task(args.task_id, wait_for_it=False)
-    return finish_single(addon, job_id, args, args.timeout)
+    return finish(addon, [job_id], args, args.timeout)
 
 
 def cmd_status(addon, args):

@@ -112,16 +112,19 @@ class Task:
         return 10 + 10 * textured + 10 * detailed
 
     def seed(self) -> str:
-        """What the task's shapes and colours derive from: its prompt, else its inputs."""
+        """What the task's shapes and colours derive from: its prompt, else its inputs;
+        a model_seed makes another shape from the same inputs, as upstream."""
         if self.parent is not None:
             return self.parent.seed()
+        model_seed = self.input.get("model_seed")
+        salt = f" #{model_seed}" if isinstance(model_seed, int) else ""
         prompt = self.input.get("prompt")
         if self.kind not in DRAFT_TYPES[1:] and isinstance(prompt, str) and prompt.strip():
-            return prompt
+            return prompt + salt
         digest = hashlib.sha256()
         for image in self.images:
             digest.update(image or b"-")
-        return f"image {digest.hexdigest()[:16]}"
+        return f"image {digest.hexdigest()[:16]}{salt}"
 
     def in_flight(self, now: float, latency: float) -> bool:
         return not self.ready.is_set() or now - self.created < self.unknown_for + latency
