@@ -2,7 +2,8 @@
 
 Starts the local ModelStream service, builds the extension zip, installs it with Blender's
 extension installer into an isolated Blender user folder, generates a model headlessly from
-a prompt, and saves a .blend and a PNG render of the result. Run it with `bash scripts/demo.sh`.
+a prompt, and saves a .blend and a PNG render of the result. Run it with `bash scripts/demo.sh`;
+`--variations 4` makes four, side by side (the README's picture of variations).
 """
 
 import argparse
@@ -87,6 +88,8 @@ def main():
     parser.add_argument("--latency", type=float, default=4.0,
                         help="seconds the local service takes per task")
     parser.add_argument("--render-engine", choices=("CYCLES", "WORKBENCH"), default="CYCLES")
+    parser.add_argument("--variations", type=int, default=1,
+                        help="how many variations (1-8), each with its own seed, side by side")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
     user = os.path.join(out, "blender_user")
@@ -110,7 +113,7 @@ def main():
         print(f"Generating {args.prompt!r} through {url} ...", flush=True)
         result = bpy.ops.modelstream.generate(task_type="text_to_model", prompt=args.prompt,
                                               face_limit=args.face_limit, texture=True,
-                                              pbr=True)
+                                              pbr=True, variations=args.variations)
         if result != {'FINISHED'}:
             sys.exit("Generation failed: " + bpy.context.window_manager.modelstream_jobs[-1].error)
         meshes = [o for o in bpy.data.collections["ModelStream"].objects if o.type == 'MESH']
