@@ -19,7 +19,7 @@ import urllib.parse
 import requests
 import urllib3.exceptions
 
-from . import errors, netguard, services
+from . import errors, model_tasks, netguard, services
 
 log = logging.getLogger("modelstream")
 
@@ -277,6 +277,36 @@ class ModelStreamClient:
         if not token:
             raise errors.ServiceError(
                 f"The upload answered without an {self.service.upload_token}.", trace_id=trace)
+        return token
+
+    def upload_model(self, name, data, mime, cancel=None):
+        """Upload a model file; returns its file_token. Up to 50 MB in one POST, as the
+        SDK does; beyond, a presigned PUT (v3's /files/presign), which carries no key:
+        the URL is the service's, checked like a download link."""
+        if len(data) <= model_tasks.DIRECT_UPLOAD_BYTES:
+            return self.upload(name, data, mime, cancel)
+        fmt = os.path.splitext(name)[1].lstrip(".").lower()
+        reply, trace = self._retrying(
+            lambda: self._send("POST", f"{self.base_url}{self.service.upload_path}/presign",
+                               creates=False, json={"format": fmt}),
+            cancel, lambda e: e.retryable)
+        found = reply.get("data") if isinstance(reply.get("data"), dict) else {}
+        token = found.get("file_token")
+        url = found.get("presigned_url") or found.get("upload_url")
+        if not isinstance(token, str) or not token or not isinstance(url, str) or not url:
+            raise errors.ServiceError("The presigned upload answered without a file_token "
+                                      "and an upload URL.", trace_id=trace)
+        netguard.check_download_url(url, self.base_url)
+        try:
+            resp = self._session.put(url, data=data, timeout=self.timeout,
+                                     headers={"Content-Type": mime}, allow_redirects=False)
+        except requests.exceptions.RequestException as e:
+            raise errors.ConnectionFailedError(f"The upload of {name} failed: "
+                                               f"{type(e).__name__}.") from None
+        with resp:
+            if resp.status_code >= 300:
+                raise errors.ServiceError(f"The upload of {name} was refused (HTTP "
+                                          f"{resp.status_code}).", status=resp.status_code)
         return token
 
     def balance(self):

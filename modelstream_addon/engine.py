@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 
-from . import errors, history, paths, worker
+from . import errors, history, model_tasks, paths, worker
 from .job import (
     CANCEL_NOTE,
     CANCELLED,
@@ -32,9 +32,11 @@ from .job import (
     IMPORTED,
     LOST_NOTE,
     QUEUED,
+    READY,
     WAITING,
     Job,
 )
+from .tasks import ValidationError
 
 # Updates that only redraw the UI: the history is rewritten for everything else.
 VOLATILE = frozenset(("progress", "message", "status", "queuing_num", "running_left_time"))
@@ -74,18 +76,41 @@ class Engine:
 
     # Main thread --------------------------------------------------------------------
 
-    def submit(self, client, body, transport="auto", owned="", import_options=None, note=""):
+    def submit(self, client, body, transport="auto", owned="", import_options=None, note="",
+               then=()):
         """Start a job for a validated body; returns at once. `transport` says how local
         images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'; `owned` is
         a folder of input files deleted with the job; `import_options` are kept for
-        whoever imports the result; `note` is shown with the job's details."""
+        whoever imports the result; `note` is shown with the job's details; `then` are
+        the steps of a chain to send after it (model_tasks.py)."""
         job = Job(body=copy.deepcopy(body), owned=owned, note=note,
-                  import_options=dict(import_options or {}))
+                  import_options=copy.deepcopy(import_options or {}), then=list(then))
         self._add(job)
-        body = job.body
-        self._start(job, client, lambda steps: steps.create_and_follow(body, transport))
+        body, fetch = job.body, not job.then
+        self._start(job, client,
+                    lambda steps: steps.create_and_follow(body, transport, fetch))
         self._prune()
         return job
+
+    def proceed(self, client, job_id, transport="auto"):
+        """Send the next step of a chain whose step `job_id` is READY; returns its job.
+        The step is marked done and saved first: a crash in between can leave the next
+        step unsent (flagged, as any unconfirmed task), never sent twice. Raises
+        ValidationError when the chain must stop (the job is then FAILED)."""
+        job = self.jobs[job_id]
+        step, rest = job.then[0], job.then[1:]
+        try:
+            body = model_tasks.next_body(step, job.task_id, tuple(job.answer) or None)
+        except ValidationError as e:
+            self._apply(job_id, {"then": [], "state": FAILED, "error": str(e),
+                                 "message": str(e)}, final=True)
+            raise
+        steps = {**job.import_options.get("steps", {}), job.body.get("type", ""): job.task_id}
+        self._apply(job_id, {"then": [], "state": IMPORTED,
+                             "message": f"Step done; the {step['type']} task follows"},
+                    final=True)
+        return self.submit(client, body, transport, import_options={
+            **job.import_options, "steps": steps}, note=job.note, then=rest)
 
     def attach(self, client, task_id, import_options=None):
         """Follow a task created elsewhere (same key): poll, download, ready to import."""
@@ -184,10 +209,11 @@ class Engine:
 
     def mark_imported(self, job_id, imported_as, message=None):
         self._apply(job_id, {"state": IMPORTED, "imported_as": imported_as,
-                             "message": message or f"Imported as {imported_as}"})
+                             "message": message or f"Imported as {imported_as}"}, final=True)
 
     def mark_failed(self, job_id, error):
-        self._apply(job_id, {"state": FAILED, "error": error, "message": error})
+        """A READY job whose import (or next step) failed."""
+        self._apply(job_id, {"state": FAILED, "error": error, "message": error}, final=True)
 
     def queue_positions(self):
         """{job id: 1-based place} of the jobs waiting for a slot here: one pass over the
@@ -337,9 +363,12 @@ class Engine:
         self._forget(finished[:max(0, len(self.jobs) - self.max_history)])
         self._save()
 
-    def _apply(self, job_id, update, save=True):
+    def _apply(self, job_id, update, save=True, final=False):
+        """Apply an update; a worker's (`final` off) never changes a job that is done,
+        the main thread's marks (`final`) end a READY one."""
         job = self.jobs.get(job_id)
-        if job is None or (job.done and update.get("state") != IMPORTED):
+        if job is None or (job.done and update.get("state") != IMPORTED
+                           and not (final and job.state == READY)):
             return False
         for key, value in update.items():
             setattr(job, key, value)
@@ -353,8 +382,8 @@ class Engine:
         return True
 
     def _follow(self, job, client):
-        task_id, task_type = job.task_id, job.body.get("type", "")
-        self._start(job, client, lambda steps: steps.follow(task_id, task_type))
+        task_id, task_type, fetch = job.task_id, job.body.get("type", ""), not job.then
+        self._start(job, client, lambda steps: steps.follow(task_id, task_type, fetch))
 
     def _start(self, job, client, run):
         cancel = self._cancels[job.id] = threading.Event()

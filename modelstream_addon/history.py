@@ -24,12 +24,13 @@ import threading
 import time
 
 from . import job as job_mod
+from . import model_tasks
 from .paths import JOB_ID
 
 VERSION = 1
 FIELDS = ("id", "task_id", "state", "status", "message", "error", "transport",
           "output_path", "output_format", "images", "created", "finished", "imported_as",
-          "owned", "import_options", "service", "credits", "note")
+          "owned", "import_options", "service", "credits", "note", "then", "answer")
 
 
 def record_of(job):
@@ -141,6 +142,8 @@ def check(entry, encodes=False):
     record["body"] = _body(entry.get("body", {}))
     record["images"] = _images(entry.get("images", []))
     record["import_options"] = _import_options(entry.get("import_options", {}))
+    record["then"] = _then(entry.get("then", []))
+    record["answer"] = _answer(entry.get("answer", []))
     if "credits" in entry:
         credits = _number(entry["credits"])
         if credits is None:
@@ -243,6 +246,24 @@ def _images(images):
             isinstance(pair, list) and len(pair) == 2 for pair in images):
         raise BadRecord("'images' is not a list of [name, path] pairs")
     return [[_text(name, "images"), _text(path, "images")] for name, path in images]
+
+
+def _then(steps):
+    """A chain's steps still to send: task bodies on a model."""
+    if not isinstance(steps, list) or not all(
+            isinstance(step, dict) and step.get("type") in model_tasks.TYPES for step in steps):
+        raise BadRecord("'then' is not a list of steps")
+    return _shallow(steps, "then")
+
+
+def _answer(answer):
+    """A rig-check's [riggable, rig type], or []."""
+    if answer == []:
+        return []
+    if not (isinstance(answer, list) and len(answer) == 2 and answer[0] in (True, False, None)
+            and isinstance(answer[1], str)):
+        raise BadRecord("'answer' is not a rig-check's answer")
+    return answer
 
 
 def _import_options(options):

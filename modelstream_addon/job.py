@@ -50,6 +50,8 @@ class Job:
     note: str = ""  # said with the job's details, e.g. what extra_params overrides
     service: str = ""  # services.py name; "" in records from before there were two
     credits: float = -1.0  # what the task says it consumed; -1 when it did not say
+    then: list = field(default_factory=list)  # a chain's steps to send after this one
+    answer: list = field(default_factory=list)  # a rig-check's [riggable, rig type]
 
     @property
     def done(self):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import urllib.parse
 
+from . import model_tasks
 from .errors import ConfigError
 from .tasks import ValidationError
 
@@ -32,7 +33,7 @@ class ModelStream:
 
     def unsupported(self, task_type):
         """Why this service has no such task, or '' (the panel greys it out)."""
-        return ""
+        return OWN_MESH_V3 if task_type in model_tasks.TYPES else ""
 
     def refusal(self, body):
         """Why this service cannot run `body`, or ''."""
@@ -75,6 +76,16 @@ V3_ROUTES = {
     "generate_multiview_image": "image-to-multiview",
     "edit_multiview_image": "edit-multiview",
 }
+# Tasks on a model you have: the SDK's routes, outside /v3/generation.
+V3_MODEL_ROUTES = {
+    model_tasks.IMPORT: "/v3/models/import",
+    model_tasks.TEXTURE: "/v3/models/texture",
+    model_tasks.RIG_CHECK: "/v3/animations/rig-check",
+    model_tasks.RIG: "/v3/animations/rig",
+    model_tasks.RETARGET: "/v3/animations/retarget",
+}
+OWN_MESH_V3 = ("Texturing, rigging and animating a model you have need Tripo API v3 "
+               "(nothing was sent): choose it as the Service in the add-on preferences.")
 REFINE_RETIRED = ("Tripo API v3 has no refine_model: Tripo retired it (nothing was sent). "
                   "Choose ModelStream as the service in the add-on preferences to refine.")
 IMAGE_NEEDED = ("Tripo API v3 makes generate_image from an input image (nothing was sent): "
@@ -97,7 +108,8 @@ class TripoV3(ModelStream):
     def unsupported(self, task_type):
         if task_type == "refine_model":
             return REFINE_RETIRED
-        return "" if task_type in V3_ROUTES else f"Tripo API v3 has no task {task_type!r}."
+        known = task_type in V3_ROUTES or task_type in V3_MODEL_ROUTES
+        return "" if known else f"Tripo API v3 has no task {task_type!r}."
 
     def refusal(self, body):
         if body.get("type") == "generate_image" and not body.get("file"):
@@ -106,6 +118,8 @@ class TripoV3(ModelStream):
 
     def create_request(self, body):
         self.check(body)
+        if body["type"] in V3_MODEL_ROUTES:
+            return V3_MODEL_ROUTES[body["type"]], _model_task(body)
         wire = copy.deepcopy(body)
         kind = wire.pop("type")
         if "model_version" in wire:
@@ -127,6 +141,29 @@ class TripoV3(ModelStream):
         kind = str(data.get("type") or "")
         by_route = {route: name for name, route in V3_ROUTES.items()}
         return by_route.get(kind, kind.replace("-", "_"))
+
+
+def _model_task(body):
+    """A task on a model, as the SDK sends it: the model (a file_token, or the task before)
+    is `input`; a texture's prompt and image go under `texture_prompt`."""
+    wire = copy.deepcopy(body)
+    kind = wire.pop("type")
+    if "model_version" in wire:
+        wire["model"] = wire.pop("model_version")
+    guide = {}
+    if "prompt" in wire:
+        guide["text"] = wire.pop("prompt")
+    if "file" in wire:
+        ref = _input(wire.pop("file"))
+        if kind == model_tasks.TEXTURE:
+            guide["image"] = ref
+        else:
+            wire["input"] = ref
+    if guide:
+        wire["texture_prompt"] = guide
+    if "original_model_task_id" in wire:
+        wire["input"] = wire.pop("original_model_task_id")
+    return wire
 
 
 def _input(ref):

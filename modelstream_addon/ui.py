@@ -74,7 +74,7 @@ class MODELSTREAM_PT_generate(SidebarPanel, bpy.types.Panel):
         row.operator("modelstream.generate", icon='PLAY')
         if unsupported:
             _wrapped(layout, context, unsupported, icon='INFO')
-        if row_of(result_root(context.active_object)):
+        if row_of(result_root(context.view_layer.objects.active)):
             layout.operator("modelstream.keep_variation", icon='CHECKMARK')
         if wm.modelstream_error:
             box = layout.box()

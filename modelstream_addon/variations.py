@@ -64,14 +64,14 @@ class MODELSTREAM_OT_keep_variation(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        root = result_root(context.active_object)
+        root = result_root(context.view_layer.objects.active)
         if root is None or not row_of(root):
             cls.poll_message_set("Select one of a row of variations")
             return False
         return True
 
     def execute(self, context):
-        root = result_root(context.active_object)
+        root = result_root(context.view_layer.objects.active)
         if root is None or not row_of(root):
             return fail(self, context, "Select one of a row of variations to keep.")
         removed = keep(context, root)

@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from . import errors, formats, imagefile, paths, tasks
+from . import errors, formats, imagefile, model_tasks, paths, tasks
 from .job import DOWNLOADING, QUEUED, READY, RUNNING, SUBMITTING, WAITING
 
 ONGOING_STATUSES = ("queued", "running")
@@ -76,7 +76,7 @@ class Worker:
     def _stop(self):
         raise errors.CancelledError("Cancelled.", task_id=self.task_id or None)
 
-    def create_and_follow(self, body, transport):
+    def create_and_follow(self, body, transport, fetch=True):
         # The service goes into the job (and its history record) before the task exists,
         # so a resumed job polls the service that created it.
         self.post(state=SUBMITTING, message="Sending the task",
@@ -102,7 +102,7 @@ class Worker:
                     self._stop()
         self.task_id = task_id
         self.post(task_id=task_id, state=QUEUED, message="Task created, waiting in queue")
-        self.follow(task_id, body["type"])
+        self.follow(task_id, body["type"], fetch)
 
     def send_images(self, body, transport):
         """Local images become upload tokens or data URLs ('auto' tries the upload first);
@@ -113,6 +113,12 @@ class Worker:
         used = set()
         for ref in refs:
             path = ref.pop("path")
+            if ref.get("type") in model_tasks.MODEL_MIME:  # your own model: upload only
+                with open(path, "rb") as f:
+                    ref["file_token"] = self.client.upload_model(
+                        os.path.basename(path), f.read(), model_tasks.MODEL_MIME[ref["type"]],
+                        cancel=self.cancel)
+                continue
             fmt, data = imagefile.load(path)
             if transport in ("auto", "upload"):
                 try:
@@ -132,14 +138,23 @@ class Worker:
             self.post(transport=how, message=f"Images sent by {how}")
         return body
 
-    def follow(self, task_id, task_type):
-        """Poll to the end, then download; an empty `task_type` is read from the task."""
+    def follow(self, task_id, task_type, fetch=True):
+        """Poll to the end, then download (unless `fetch` is off: a step a chain goes on
+        from needs only its task id); an empty `task_type` is read from the task."""
         self.task_id = task_id
         self.post(service=self.client.service.name)
         data = self.poll()
+        credits = self.client.service.credits(data)
+        spent = {} if credits is None else {"credits": credits}
+        kind = model_tasks.output_kind(task_type)
+        if kind == "check" or not fetch:
+            answer = model_tasks.check_answer(data.get("output")) if kind == "check" else None
+            self.post(state=READY, progress=100, answer=list(answer or ()),
+                      message="Done: the next step follows", **spent)
+            return
         if not task_type:
             task_type = self.client.service.task_type(data)
-            if task_type not in tasks.TASK_TYPES:
+            if task_type not in tasks.TASK_TYPES + model_tasks.MODELS:
                 raise errors.TaskFailedError(f"Task type {task_type!r} is not supported.",
                                              task_id=task_id)
             body = {"type": task_type}
@@ -152,17 +167,14 @@ class Worker:
         os.makedirs(folder, exist_ok=True)
         result = {}
         try:
-            if tasks.output_kind(task_type) == "model":
+            if model_tasks.output_kind(task_type) == "model":
                 result["output_path"], result["output_format"] = self.download_model(data)
             result["images"] = self.download_images(data, task_type)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when the failed download left it empty
             raise
-        credits = self.client.service.credits(data)
-        if credits is not None:
-            result["credits"] = credits
-        self.post(state=READY, progress=100, message="Ready to import", **result)
+        self.post(state=READY, progress=100, message="Ready to import", **result, **spent)
 
     def poll(self):
         """The task's data once it succeeded; any other end is a TaskFailedError."""
@@ -230,7 +242,7 @@ class Worker:
 
     def download_images(self, data, task_type):
         """[(name, path)]. A model's preview is a bonus: losing it never fails the job."""
-        kind = tasks.output_kind(task_type)
+        kind = model_tasks.output_kind(task_type)
         urls = formats.image_urls(data.get("output"), kind)
         if kind != "model" and not urls:
             raise errors.TaskFailedError("The task finished but returned no image.",

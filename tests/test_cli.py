@@ -297,7 +297,7 @@ def test_status_prints_the_task_state_as_json(tmp_path, service):
     proc = run_cli(tmp_path, service.url, "status", task_id, "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["task_id"] == task_id and data["status"] in ("queued", "running")
+    assert data["task_id"] == task_id and data["status"] in ("queued", "running", "success")
     missing = run_cli(tmp_path, service.url, "status", "no-such-task")
     assert missing.returncode == 1 and "no-such-task" in missing.stderr
 
