@@ -85,7 +85,8 @@ def wait(job_ids, *, timeout=None, context=None):
         job = runtime.job(job_id)
         if job is None:
             raise ValidationError("job_id", f"no job {job_id!r} in this session's list.")
-        runtime.outcome(context, runtime.wait(context, job, timeout))
+        job = runtime.wait(context, job, timeout)  # a chain's last step
+        runtime.outcome(context, job)
         results.append(_result(job))
     return results[0] if single else results
 

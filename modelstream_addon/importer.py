@@ -1,11 +1,12 @@
 """Bring a downloaded model into the scene under one Empty, or leave nothing behind."""
 
 import contextlib
+import math
 
 import bpy
-from mathutils import Vector
+from mathutils import Matrix, Vector
 
-from . import tasks
+from . import model_tasks, tasks
 
 COLLECTION = "ModelStream"
 ROW = "modelstream_row"  # on a variation's Empty: the row it landed in
@@ -72,6 +73,8 @@ def _place(context, empty, new, options):
         empty.rotation_euler = target.matrix_world.to_euler()
         target.hide_set(True)
         target.hide_render = True
+    elif placement == 'MATRIX':  # your own mesh's result: at the original's transform
+        empty.matrix_world = _matrix(options.get("matrix"))
     elif placement == 'AT':
         empty.location = options["location"]
     elif placement == 'CURSOR':
@@ -81,6 +84,15 @@ def _place(context, empty, new, options):
     for obj in new:
         if obj.type == 'MESH' and shading != 'KEEP':
             (obj.data.shade_smooth if shading == 'SMOOTH' else obj.data.shade_flat)()
+
+
+def _matrix(values):
+    """A 4x4 matrix from 16 numbers (row by row) out of the history; else identity."""
+    if (isinstance(values, list) and len(values) == 16
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in values)):
+        return Matrix([values[i:i + 4] for i in range(0, 16, 4)])
+    return Matrix.Identity(4)
 
 
 def _bounds_x(objects):
@@ -181,7 +193,7 @@ def add_result(context, job):
     """Import a finished job's model (its preview image is a bonus) or load its images.
     Returns what was added, for messages."""
     task_type = job.body["type"]
-    if tasks.output_kind(task_type) != "model":
+    if model_tasks.output_kind(task_type) != "model":
         images = load_images(job.images, task_id=job.task_id, task_type=task_type)
         return ", ".join(image.name for image in images)
     empty = import_model(
@@ -194,11 +206,19 @@ def add_result(context, job):
 
 
 def _provenance(job):
-    """The seeds a task was sent with, and which variation it is: to make it again. A seed
-    beyond a custom property's 32 bits is kept as text."""
+    """The seeds a task was sent with and which variation it is, to make it again; the
+    task id of each step of a chain. A seed beyond a custom property's 32 bits is text."""
     found = {"seed": job.body.get("model_seed"), "texture_seed": job.body.get("texture_seed")}
     found = {name: value if 0 <= value <= tasks.MAX_SEED else str(value)
              for name, value in found.items() if tasks.is_int(value)}
+    steps = job.import_options.get("steps")
+    steps = {**(steps if isinstance(steps, dict) else {}), job.body.get("type"): job.task_id}
+    for kind, task_id in steps.items():
+        if kind in model_tasks.TYPES and isinstance(task_id, str):
+            found[f"{kind}_task_id"] = task_id
+    source = job.import_options.get("source")
+    if isinstance(source, str) and source:
+        found["source_object"] = tasks.safe_name(source, 63)
     index, count = job.import_options.get("row_index"), job.import_options.get("row_count")
     if tasks.is_int(index) and tasks.is_int(count):
         found["variation"] = f"{index + 1} of {count}"

@@ -65,16 +65,18 @@ def start():
 
 
 def resume():
-    """Follow again the tasks Blender stopped waiting for; without online access or a key
-    they stay in the history, and the timer (or `wait_all`) tries again later."""
+    """Follow again the tasks Blender stopped waiting for, and send the next step of a
+    chain whose step finished meanwhile; without online access or a key they stay in the
+    history, and the timer (or `wait_all`) tries again later."""
     global _resume_pending, _resume_problem
-    _resume_pending = bool(engine().unfinished())
+    unfinished = engine().unfinished()
+    stopped = [j for j in engine().jobs.values() if j.state == READY and j.then]
+    _resume_pending = bool(unfinished or stopped)
     if not _resume_pending or not bpy.app.online_access:
         return
-    unfinished = engine().unfinished()
     try:  # each job polls the service that created it ('' is from before there were two)
         clients = {name: preferences.make_client(service_name=name) for name in
-                   {j.service or services.DEFAULT for j in unfinished}}
+                   {j.service or services.DEFAULT for j in unfinished + stopped}}
     except errors.ModelStreamError as e:
         if str(e) != _resume_problem:
             _resume_problem = str(e)
@@ -86,6 +88,9 @@ def resume():
         _auto_import[job.id] = RESUMED_NOTE
         if bpy.context.window_manager is not None:
             mirror(bpy.context.window_manager, job)
+    for job in stopped:
+        _auto_import[job.id] = RESUMED_NOTE
+        step_on(bpy.context, job)
     _resume_pending = False
 
 
@@ -146,7 +151,10 @@ def tick(wm):
         _redraw(wm)
     for job in changed:
         if job.state == READY and job.id in _auto_import:
-            land(bpy.context, job, _auto_import[job.id], push_undo=True)
+            if job.then:
+                step_on(bpy.context, job)
+            else:
+                land(bpy.context, job, _auto_import[job.id], push_undo=True)
     if changed or running:
         _redraw(wm)
     return changed
@@ -191,6 +199,7 @@ class Prepared:
     placement: dict = field(default_factory=dict)
     note: str = ""
     variants: list = field(default_factory=list)  # bodies with their own seeds, or []
+    then: list = field(default_factory=list)  # a chain's steps after this task
 
     def each(self):
         """One Prepared per task to send: itself, or one per variation, each with its
@@ -285,7 +294,7 @@ def submit(context, prepared):
     """Send a prepared task; returns its job at once."""
     image_transport = preferences.get(context).image_transport.lower()
     new = engine().submit(prepared.client, prepared.body, image_transport, prepared.workdir,
-                          prepared.placement, prepared.note)
+                          prepared.placement, prepared.note, prepared.then)
     sync(context.window_manager)
     return new
 
@@ -363,10 +372,34 @@ def poll_balance():
 # Finish: wait, then land ---------------------------------------------------------------------
 
 def wait(context, job, timeout=None):
-    """Block until the job is final: background mode and scripts that ask to wait."""
-    engine().wait(job.id, timeout)
-    mirror(context.window_manager, job)
-    return job
+    """Block until the job is final: background mode and scripts that ask to wait. A
+    chain is followed to its last step, whose job is returned."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        engine().wait(job.id, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        mirror(context.window_manager, job)
+        if job.state != READY or not job.then:
+            return job
+        job = step_on(context, job) or job
+
+
+def step_on(context, job):
+    """Send the next step of a chain whose step `job` is READY; returns its job, or None
+    when the chain stops (`job` is then FAILED, saying why)."""
+    note = _auto_import.pop(job.id, None)
+    try:
+        client = preferences.make_client(context, job.service or None)
+        transport = preferences.get(context).image_transport.lower()
+        nxt = engine().proceed(client, job.id, transport)
+    except errors.ModelStreamError as e:
+        if job.state == READY:
+            engine().mark_failed(job.id, str(e))
+        mirror(context.window_manager, job)
+        return None
+    if note is not None:
+        _auto_import[nxt.id] = note
+    sync(context.window_manager)
+    return nxt
 
 
 def land(context, job, note="", push_undo=False):
@@ -391,6 +424,8 @@ def land(context, job, note="", push_undo=False):
 def outcome(context, job, note="", push_undo=False):
     """A final job in the scene: lands it when READY. Returns '' when it is imported,
     else why not."""
+    if job.state == READY and job.then:
+        return "The chain of tasks has not finished: wait for its last step."
     if job.state == READY:
         return land(context, job, note, push_undo)
     if job.state == IMPORTED:
@@ -412,9 +447,9 @@ def wait_all(context, timeout=None):
     if _resume_pending:
         resume()
     for pending in [j for j in engine().jobs.values() if not j.done]:
-        wait(context, pending, timeout)
-        if pending.id in _auto_import:
-            outcome(context, pending, _auto_import[pending.id])
+        last = wait(context, pending, timeout)
+        if last.id in _auto_import:
+            outcome(context, last, _auto_import[last.id])
 
 
 def elapsed(item):

@@ -236,7 +236,8 @@ def build_task(opts):
 def image_fields(opts):
     """The image options this task would read, so unrelated leftovers are never touched."""
     kind = opts.get("task_type")
-    if kind in ("image_to_model", "generate_image", "generate_multiview_image"):
+    if kind in ("image_to_model", "generate_image", "generate_multiview_image",
+                "texture_model"):
         return ("image_path",)
     if kind == "multiview_to_model" and not (opts.get("original_task_id") or "").strip():
         return tuple(f"view_{v}" for v in VIEWS)
