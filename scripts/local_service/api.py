@@ -21,8 +21,24 @@ V3_ROUTES = {
 }
 V3_TASKS = "/v3/tasks"
 V3_FILES = "/v3/files"
+V3_PRESIGN = "/v3/files/presign"
 V3_BALANCE = "/v3/account/balance"
-V3_MAX_UPLOAD = 50 * 1024 * 1024
+V3_MAX_UPLOAD = 50 * 1024 * 1024  # multipart; larger files go through a presigned PUT
+V3_MAX_PRESIGNED = 150 * 1024 * 1024
+# Your own mesh in (v3 only): the path names the task, as the SDK's create_task routes do.
+V3_MESH_ROUTES = {
+    "/v3/models/import": "import_model", "/v3/models/texture": "texture_model",
+    "/v3/animations/rig-check": "animate_prerigcheck", "/v3/animations/rig": "animate_rig",
+    "/v3/animations/retarget": "animate_retarget",
+}
+OWN_MESH_TYPES = tuple(V3_MESH_ROUTES.values())
+# Tripo's price list: import and the rig check are free, a retarget costs per animation, a
+# detailed texture 10 more.
+OWN_MESH_CREDITS = {"import_model": 0, "texture_model": 10, "animate_prerigcheck": 0,
+                    "animate_rig": 25, "animate_retarget": 10}
+# The tasks whose model texture, rig-check and rig take as their `input`.
+MESH_TYPES = ("text_to_model", "image_to_model", "multiview_to_model", "import_model",
+              "texture_model")
 APIS = ("v2", "v3", "both")  # which paths answer: ModelStream's v2, Tripo's v3, or both
 OUTPUTS = ("v2", "v3")  # the shape of results on the v2 paths (v3: a gateway passing through)
 DEFAULT_CREDITS = 1_000_000

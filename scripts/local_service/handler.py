@@ -15,15 +15,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from . import faults, hostile_net
+from . import faults, hostile_net, uploads
 from .api import (
     BALANCE_PATH,
+    OWN_MESH_TYPES,
     TASK_PATH,
     UPLOAD_PATH,
     V3_BALANCE,
     V3_FILES,
     V3_GENERATION,
     V3_MAX_UPLOAD,
+    V3_MESH_ROUTES,
+    V3_PRESIGN,
     V3_ROUTES,
     V3_TASKS,
     Refused,
@@ -35,6 +38,7 @@ from .faults import RESETS
 from .images import MAX_IMAGE_BYTES, check_image
 from .models import corrupt_glb
 from .outputs import hostile
+from .own_mesh import validate_own_mesh
 from .v3 import validate_v3
 from .validation import parse_multipart, validate
 
@@ -86,6 +90,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._fail(413, "request body too large", close=True)
         self._dispatch("POST", self.rfile.read(int(length or 0)))
 
+    def do_PUT(self):
+        self._begin()
+        self._dispatch("PUT", None)  # a presigned upload reads its own body
+
     # --- routing ---------------------------------------------------------------------------
 
     def _begin(self) -> None:
@@ -101,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._control(method, path, raw)
             elif path.startswith("/files/") and method == "GET":
                 self._file(path)
+            elif path.startswith(uploads.BUCKET) and method == "PUT":
+                uploads.put(self)
             elif self.service.settings["api"] not in ("both", self._api):
                 self._fail(404, f"no route for {method} {path}", code="not_found")
             elif self._api == "v3":
@@ -126,8 +136,12 @@ class Handler(BaseHTTPRequestHandler):
         route = path[len(V3_GENERATION):] if path.startswith(V3_GENERATION) else None
         if method == "POST" and route in V3_ROUTES:
             self._create(raw, V3_ROUTES[route])
+        elif method == "POST" and path in V3_MESH_ROUTES:
+            self._create(raw, V3_MESH_ROUTES[path])
         elif method == "POST" and path == V3_FILES:
             self._upload(raw)
+        elif method == "POST" and path == V3_PRESIGN:
+            uploads.presign(self, raw)
         elif method == "GET" and path == V3_BALANCE:
             self._balance()
         elif method == "GET" and (match := _V3_TASK_GET.fullmatch(path)):
@@ -178,7 +192,8 @@ class Handler(BaseHTTPRequestHandler):
                 sources, parent = validate(self.service, body, key)
                 kind = body["type"]
             else:
-                sources, parent = validate_v3(self.service, kind, body, key)
+                check = validate_own_mesh if kind in OWN_MESH_TYPES else validate_v3
+                sources, parent = check(self.service, kind, body, key)
         except RequestError as exc:
             return self._fail(400, str(exc), param=exc.param)
         try:
@@ -204,8 +219,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"code": 0, "data": view})
 
     def _upload(self, raw: bytes) -> None:
-        """The image upload: v2's (a relay that passes only the task endpoints answers 404)
-        returns an image_token, v3's /v3/files (up to 50 MB) a file_token."""
+        """The upload: v2's takes an image (a relay that passes only the task endpoints
+        answers 404) for an image_token, v3's /v3/files a picture or a model (GLB, FBX,
+        OBJ; up to 50 MB) for a file_token."""
         self.service.count_request("upload", self._api)
         if self._api == "v2" and not self.service.settings["upload"]:
             return self._fail(404, f"no route for POST {UPLOAD_PATH}", code="not_found")
@@ -217,7 +233,7 @@ class Handler(BaseHTTPRequestHandler):
             data = parse_multipart(self.headers.get("Content-Type", ""), raw).get("file")
             if data is None:
                 raise ValueError("the multipart field 'file' is required")
-            check_image(data, limit)
+            (uploads.check_file if self._api == "v3" else check_image)(data, limit)
         except ValueError as exc:
             return self._fail(400, f"'file': {exc}", param="file")
         token = self.service.add_upload(self._api, key, data)

@@ -8,7 +8,8 @@ import os
 import struct
 import zlib
 
-from .api import MULTIVIEW_IMAGE_TYPES
+from . import mesh_tasks
+from .api import MULTIVIEW_IMAGE_TYPES, OWN_MESH_TYPES
 from .images import embeddable_texture, texture_png, tinted_png
 from .models import make_fbx, make_glb, pad_glb
 from .render import VIEWS, render_views
@@ -16,6 +17,7 @@ from .tasks import Task
 
 CONTENT_TYPES = {".glb": "model/gltf-binary", ".fbx": "application/octet-stream",
                  ".png": "image/png"}
+VERDICT = "rig_check.json"  # a model's rig-check verdict: kept with its files, never served
 
 
 def content_type(name: str) -> str:
@@ -30,7 +32,29 @@ def make(task: Task, name: str) -> bytes:
         return task.files[name]
 
 
+def verdict(model: Task) -> dict:
+    """{riggable, topology} of a model task's mesh (see mesh_tasks.verdict), worked out once."""
+    return json.loads(make(model, VERDICT))
+
+
+def model_glb(task: Task) -> bytes:
+    """The GLB a model task delivers."""
+    return make(task, _glb_name(task))
+
+
+def _glb_name(task: Task) -> str:
+    """A quad model delivers FBX; its GLB twin (the same shape) is made on demand, unserved."""
+    return next((name for name in task.outputs().values() if name.endswith(".glb")),
+                "model.glb")
+
+
 def _generate(task: Task, name: str) -> dict[str, bytes]:
+    if name == VERDICT:
+        glb_name = _glb_name(task)
+        glb = task.files.get(glb_name) or _generate(task, glb_name)[glb_name]
+        return {VERDICT: json.dumps(mesh_tasks.verdict(glb)).encode(), glb_name: glb}
+    if task.kind in OWN_MESH_TYPES:
+        return {name: _own_mesh(task)}
     seed = task.seed()
     if task.kind in MULTIVIEW_IMAGE_TYPES:
         colours = dict.fromkeys(VIEWS, seed)
@@ -51,6 +75,29 @@ def _generate(task: Task, name: str) -> dict[str, bytes]:
         return {name: make_fbx(seed, task.faces, texture, picture or None)}
     glb = make_glb(seed, task.faces, texture, task.pbr, picture or None)
     return {name: pad_glb(glb, task.pad_to) if task.pad_to else glb}
+
+
+def _own_mesh(task: Task) -> bytes:
+    """An import delivers its file as it came; texture, rig and retarget rework the mesh
+    they were given (a retarget: its rig's), keeping its topology."""
+    if task.kind == "import_model":
+        return task.images[0]
+    if task.kind == "texture_model":
+        text = (task.input.get("texture_prompt") or {}).get("text") or f"{task.seed()}\nretexture"
+        if "texture_seed" in task.input:
+            text += f"\n{task.input['texture_seed']}"
+        picture = next((image for image in task.images if image), None)
+        return mesh_tasks.textured(model_glb(task.parent),
+                                   (picture and tinted_png(picture, text)) or texture_png(text),
+                                   task.input.get("pbr", True))
+    rig = task.parent if task.kind == "animate_retarget" else task
+    options = (rig.input.get("rig_type", "biped"), rig.input.get("spec"))
+    if task.kind == "animate_rig":
+        return mesh_tasks.rigged(model_glb(rig.parent), *options)
+    return mesh_tasks.rigged(model_glb(rig.parent), *options,
+                             task.input.get("animations") or [task.input["animation"]],
+                             task.input.get("animate_in_place", False),
+                             task.input.get("export_with_geometry", True))
 
 
 def _front_image(task: Task) -> bytes | None:

@@ -46,6 +46,7 @@ from .api import (
 from .faults import Faults
 from .handler import Handler, Server
 from .tasks import Task
+from .uploads import Presigned
 
 
 class LocalService:
@@ -116,6 +117,7 @@ class LocalService:
         """Forget tasks, uploads, counters and faults."""
         self._tasks: dict[str, Task] = {}
         self._uploads: dict[tuple[str, str, str], bytes] = {}
+        self.presigned = Presigned()
         self._tasks_created = 0
         self._max_seen = 0
         self._requests = {"create": 0, "get": 0, "file": 0, "upload": 0, "balance": 0}
@@ -148,15 +150,16 @@ class LocalService:
             if api:
                 self._by_api[api][kind] += 1
 
-    def add_upload(self, api: str, key: str, data: bytes) -> str:
-        """A token for an upload: v2's image_token is a bare UUID, v3's file_token file_<UUID>."""
-        token = ("file_" if api == "v3" else "") + str(uuid.uuid4())
+    def add_upload(self, api: str, key: str, data: bytes, token: str | None = None) -> str:
+        """A token for an upload: v2's image_token is a bare UUID, v3's file_token file_<UUID>
+        (a presigned PUT brings the token it was issued)."""
+        token = token or ("file_" if api == "v3" else "") + str(uuid.uuid4())
         with self._lock:
             self._uploads[(api, key, token)] = data
         return token
 
     def upload(self, api: str, key: str, token: str) -> bytes | None:
-        """An uploaded image, only for the key and the API it was uploaded with."""
+        """An uploaded file, only for the key and the API it was uploaded with."""
         with self._lock:
             return self._uploads.get((api, key, token))
 
@@ -228,7 +231,10 @@ class LocalService:
         """The task as Tripo's GET returns it: v3's shape on v3, and on v2 what `outputs` says."""
         nested = self.settings["multiview_output"] == "nested"
         shape = "v3" if task.api == "v3" else self.settings["outputs"]
-        return task.view(self.latency, base_url, nested, shape)
+        view = task.view(self.latency, base_url, nested, shape)
+        if task.kind == "animate_prerigcheck" and view["status"] == SUCCESS:
+            view["output"] = outputs.verdict(task.parent)  # fields, not files
+        return view
 
     def balance(self, key: str) -> dict:
         """{balance, frozen}: credits left to spend, and those held by tasks in flight."""

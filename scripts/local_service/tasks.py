@@ -18,11 +18,15 @@ from .api import (
     MODEL_TYPES,
     MULTIVIEW_IMAGE_TYPES,
     MULTIVIEW_KEY,
+    OWN_MESH_CREDITS,
+    OWN_MESH_TYPES,
     QUEUED,
     RUNNING,
     SUCCESS,
     UNKNOWN,
+    V3_MAX_PRESIGNED,
 )
+from .gltf import check_glb
 from .images import MAX_IMAGE_BYTES, check_image
 from .render import VIEWS
 from .shapes import DEFAULT_FACES, MAX_FACES
@@ -37,10 +41,12 @@ QUEUED_SHARE = 0.2  # of the latency, before the task starts running
 
 @dataclass
 class Source:
-    """An input image: its bytes when known at create time, else a URL the service fetches."""
+    """An input image (or model): its bytes when known at create time, else a URL the
+    service fetches."""
     data: bytes | None = None
     url: str | None = None
     param: str = "file"
+    model: bool = False  # a GLB to import, not a picture
 
 
 @dataclass
@@ -92,6 +98,8 @@ class Task:
 
     def outputs(self) -> dict[str, str]:
         """Output key -> file name, for a successful task."""
+        if self.kind in OWN_MESH_TYPES:  # the rig check answers in fields, not files
+            return {} if self.kind == "animate_prerigcheck" else {"model": "model.glb"}
         if self.kind in MULTIVIEW_IMAGE_TYPES:
             shown = VIEWS
             if self.partial and self.kind == "edit_multiview_image":
@@ -105,6 +113,12 @@ class Task:
         return {self.model_key: f"{self.model_key}.glb", "rendered_image": "rendered_image.png"}
 
     def credits(self) -> int:
+        if self.kind in OWN_MESH_TYPES:
+            base = OWN_MESH_CREDITS[self.kind]
+            if self.kind == "animate_retarget":
+                return base * len(self.input.get("animations") or [None])
+            detailed = self.option("texture_quality") in ("detailed", "extreme")
+            return base + 10 * (detailed and self.kind == "texture_model")
         if self.kind not in MODEL_TYPES:
             return 10 if self.kind in MULTIVIEW_IMAGE_TYPES else 5
         textured = self.option("texture", True) or self.pbr
@@ -202,16 +216,17 @@ def _iso(seconds: int) -> str:
 
 
 def fetch(source: Source) -> bytes:
-    """Download a task's input image as the real service does; ValueError says what failed."""
+    """Download a task's input image (or model) as the real service does; ValueError says
+    what failed."""
     request = urllib.request.Request(source.url, headers={"User-Agent": "ModelStreamLocal/1.0"})
     try:
         with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as resp:
-            data = resp.read(MAX_IMAGE_BYTES + 1)
+            data = resp.read((V3_MAX_PRESIGNED if source.model else MAX_IMAGE_BYTES) + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise ValueError(f"could not fetch {source.param} {source.url}: {reason}") from None
     try:
-        check_image(data)
+        check_glb(data, V3_MAX_PRESIGNED) if source.model else check_image(data)
     except ValueError as exc:
         raise ValueError(f"{source.param} {source.url}: {exc}") from None
     return data

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .api import IMAGE_TYPES, MAX_PROMPT, MODEL_TYPES, MULTIVIEW_IMAGE_TYPES, RequestError
+from .images import image_info
 from .outputs import make
 from .tasks import Source, Task
 from .validation import _BodyCheck, _model_options, _text
@@ -19,7 +20,8 @@ from .validation import _BodyCheck, _model_options, _text
 V2_ONLY = {"type": "the route names the task", "model_version": "v3 takes 'model'",
            "file": "v3 takes 'input': a URL, a file_token or an image task's id",
            "files": "v3 takes 'inputs': [front, left, back, right]",
-           "original_task_id": "v3 takes 'input': the task's id"}
+           "original_task_id": "v3 takes 'input': the task's id",
+           "original_model_task_id": "v3 takes 'input': the model task's id"}
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _STRINGS = ("model", "size", "aspect_ratio", "output_format", "template", "geometry_quality",
             "texture_alignment", "orientation")
@@ -37,19 +39,7 @@ class _V3Check(_BodyCheck):
     api = "v3"
 
     def run_v3(self, kind: str, body) -> tuple[list, Task | None]:
-        if not isinstance(body, dict):
-            raise RequestError("request body must be a JSON object", None)
-        for name, instead in V2_ONLY.items():
-            if name in body:
-                raise RequestError(f"'{name}' is not a v3 field: {instead}", name)
-        for name in _STRINGS:
-            if name in body and not isinstance(body[name], str):
-                raise RequestError(f"'{name}' must be a string", name)
-        for name in _BOOLS:
-            if name in body and not isinstance(body[name], bool):
-                raise RequestError(f"'{name}' must be a boolean", name)
-        if "compress" in body and body["compress"] != "geometry":
-            raise RequestError("'compress' must be \"geometry\" when given", "compress")
+        self.common(body)
         if kind == "edit_multiview_image" and "prompt" in body:
             raise RequestError("edit-multiview takes per-view 'prompts' [{view, prompt}], "
                                "not 'prompt'", "prompt")
@@ -72,6 +62,22 @@ class _V3Check(_BodyCheck):
             _model_options(body, "model")
         return sources, parent
 
+    def common(self, body) -> None:
+        """What every v3 body must be: a JSON object, none of v2's names, typed options."""
+        if not isinstance(body, dict):
+            raise RequestError("request body must be a JSON object", None)
+        for name, instead in V2_ONLY.items():
+            if name in body:
+                raise RequestError(f"'{name}' is not a v3 field: {instead}", name)
+        for name in _STRINGS:
+            if name in body and not isinstance(body[name], str):
+                raise RequestError(f"'{name}' must be a string", name)
+        for name in _BOOLS:
+            if name in body and not isinstance(body[name], bool):
+                raise RequestError(f"'{name}' must be a boolean", name)
+        if "compress" in body and body["compress"] != "geometry":
+            raise RequestError("'compress' must be \"geometry\" when given", "compress")
+
     def _input(self, value, param: str) -> Source:
         """An image given as a URL, a file_token from /v3/files, or an image task's id."""
         if not isinstance(value, str) or not value.strip():
@@ -84,6 +90,10 @@ class _V3Check(_BodyCheck):
             if not data:
                 raise RequestError(f"'{param}' is not a file_token /v3/files issued to this "
                                    "key", param)
+            try:
+                image_info(data)  # /v3/files takes models too
+            except ValueError as exc:
+                raise RequestError(f"'{param}': {exc}", param) from None
             return Source(data=data, param=param)
         if _TASK_ID.fullmatch(value):
             task = self._parent({param: value}, param, IMAGE_TYPES)
