@@ -100,7 +100,9 @@ class Engine:
         job = self.jobs[job_id]
         step, rest = job.then[0], job.then[1:]
         try:
-            body = model_tasks.next_body(step, job.task_id, tuple(job.answer) or None)
+            body = model_tasks.next_body(
+                step, model_tasks.input_of_next(job.body.get("type"), job.task_id, job.body),
+                tuple(job.answer) or None)
         except ValidationError as e:
             self._apply(job_id, {"then": [], "state": FAILED, "error": str(e),
                                  "message": str(e)}, final=True)

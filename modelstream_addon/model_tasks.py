@@ -127,16 +127,27 @@ def check_answer(output):
             kind if isinstance(kind, str) else "")
 
 
-def next_body(step, parent_task_id, answer=None):
-    """The body of a chain's next step, given the previous task's id (and, after a
-    rig-check, its answer). Raises ValidationError when the chain must stop: a model the
-    service cannot rig spends no rig task."""
-    body = {**step, "original_model_task_id": parent_task_id}
+def input_of_next(parent_type, parent_task_id, parent_body):
+    """The task the step after `parent` works on: the model a rig-check checked, else the
+    step's own result."""
+    if parent_type == RIG_CHECK:
+        return str(parent_body.get("original_model_task_id") or "")
+    return parent_task_id
+
+
+def next_body(step, model_task_id, answer=None):
+    """The body of a chain's next step on `model_task_id` (and, after a rig-check, its
+    answer). Raises ValidationError when the chain must stop: a model the service cannot
+    rig, or did not say it can, spends no rig task."""
+    body = {**step, "original_model_task_id": model_task_id}
     if step.get("type") == RIG:
         riggable, kind = answer if answer else (None, "")
+        if riggable is False:
+            raise ValidationError("rig", "the service's rig check says this model cannot be "
+                                  "rigged; no rig task was sent.")
         if riggable is not True:
-            raise ValidationError("rig", f"the service says this model cannot be rigged "
-                                  f"(rig-check task {parent_task_id}); no rig task was sent.")
+            raise ValidationError("rig", "the service's rig check did not say whether this "
+                                  "model can be rigged; no rig task was sent.")
         if kind:
             body["rig_type"] = kind
     return body

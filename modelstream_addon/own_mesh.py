@@ -246,7 +246,7 @@ def generated_root(context):
 class MeshOperator(OperatorMeshOptions):
     """Properties a caller set win; the rest come from the panel's settings."""
 
-    def options(self, context):
+    def _options(self, context):
         settings = context.scene.modelstream_mesh
         return {name: getattr(self if self.properties.is_property_set(name) else settings,
                               name) for name in MESH_OPTION_NAMES}
@@ -285,7 +285,7 @@ class MODELSTREAM_OT_texture_selected(MeshOperator, bpy.types.Operator):
 
     def execute(self, context):
         try:
-            job = texture_selected(context, self.options(context))
+            job = texture_selected(context, self._options(context))
         except errors.ModelStreamError as e:
             return fail(self, context, str(e))
         return self.follow(context, job, "texturing")
@@ -311,7 +311,7 @@ class MODELSTREAM_OT_rig(MeshOperator, bpy.types.Operator):
 
     def execute(self, context):
         try:
-            job = rig(context, self.options(context), generated_root(context))
+            job = rig(context, self._options(context), generated_root(context))
         except errors.ModelStreamError as e:
             return fail(self, context, str(e))
         return self.follow(context, job, "rigging")
@@ -336,7 +336,7 @@ class MODELSTREAM_OT_animate(MeshOperator, bpy.types.Operator):
 
     def execute(self, context):
         try:
-            job = animate(context, self.options(context), generated_root(context))
+            job = animate(context, self._options(context), generated_root(context))
         except errors.ModelStreamError as e:
             return fail(self, context, str(e))
         return self.follow(context, job, "animating")
