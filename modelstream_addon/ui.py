@@ -241,6 +241,8 @@ MENU_OPERATORS = (
     ("modelstream.generate", 'PLAY'), ("modelstream.capture", 'RESTRICT_RENDER_OFF'),
     ("modelstream.refine_selected", 'MODIFIER'), ("modelstream.import_task", 'IMPORT'),
     ("modelstream.save_to_library", 'ASSET_MANAGER'), ("modelstream.keep_variation", 'CHECKMARK'),
+    ("modelstream.texture_selected", 'TEXTURE'), ("modelstream.rig", 'ARMATURE_DATA'),
+    ("modelstream.animate", 'ACTION'),
     None,
     ("modelstream.cancel", 'X'), ("modelstream.retry_job", 'FILE_REFRESH'),
     ("modelstream.import_job", 'IMPORT'), ("modelstream.use_result", 'FORWARD'),
@@ -308,8 +310,45 @@ class MODELSTREAM_PT_options(SidebarPanel, bpy.types.Panel):
         layout.prop(settings, "shading")
 
 
+class MODELSTREAM_PT_own_mesh(SidebarPanel, bpy.types.Panel):
+    """Your own mesh in: texture, rig and animate it (Tripo API v3)."""
+
+    bl_label = "Your Model"
+    bl_parent_id = "MODELSTREAM_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.modelstream_mesh
+        unsupported = preferences.shown_service(context).unsupported("texture_model")
+        if unsupported:
+            _wrapped(layout, context, unsupported, icon='INFO')
+        col = layout.column(align=True)
+        col.enabled = not unsupported
+        col.prop(settings, "prompt", text="", icon='TEXTURE')
+        col.row(align=True).prop(settings, "image_source", expand=True)
+        if settings.image_source == 'FILE':
+            col.prop(settings, "image_path", text="")
+        elif settings.image_source == 'IMAGE':
+            col.prop_search(settings, "image_name", bpy.data, "images", text="")
+        row = col.row(align=True)
+        row.prop(settings, "pbr", toggle=True)
+        row.prop(settings, "texture_quality", text="")
+        col.prop(settings, "texture_seed")
+        col.prop(settings, "placement", text="")
+        col.operator("modelstream.texture_selected", icon='TEXTURE')
+        col.separator()
+        col.prop(settings, "spec")
+        col.prop(settings, "rig_model", text="")
+        col.label(text="Animations:")
+        col.grid_flow(columns=3, even_columns=True, align=True).prop(settings, "animations")
+        row = col.row(align=True)
+        row.operator("modelstream.rig", icon='ARMATURE_DATA')
+        row.operator("modelstream.animate", icon='ACTION')
+
+
 CLASSES = (MODELSTREAM_MT_main, MODELSTREAM_UL_jobs, MODELSTREAM_PT_generate,
-           MODELSTREAM_PT_options, MODELSTREAM_PT_jobs)
+           MODELSTREAM_PT_options, MODELSTREAM_PT_own_mesh, MODELSTREAM_PT_jobs)
 
 
 def register():

@@ -95,6 +95,7 @@ class Context:
 
     def __init__(self, bpy):
         self.scene = bpy.context.scene
+        self.view_layer = bpy.context.view_layer
         self.window_manager = bpy.context.window_manager
         self.preferences = bpy.context.preferences
         self.region = Region()
@@ -134,6 +135,20 @@ def test_panels_draw_for_every_task_type(blender, task_type):
                 draw(cls, bpy)
     shown = draw(bpy.types.MODELSTREAM_PT_generate, bpy)
     assert ("operator", "modelstream.generate") in shown
+
+
+def test_the_your_model_panel_draws_for_every_reference_source(blender, monkeypatch):
+    bpy = blender
+    settings = bpy.context.scene.modelstream_mesh
+    for source in ('FILE', 'VIEWPORT', 'IMAGE'):
+        settings.image_source = source
+        shown = draw(bpy.types.MODELSTREAM_PT_own_mesh, bpy)
+    assert {("operator", "modelstream.texture_selected"), ("operator", "modelstream.rig"),
+            ("operator", "modelstream.animate")} <= set(shown)
+    assert any(kind == "label" and "Tripo API v3" in text for kind, text in shown)
+    monkeypatch.setenv("MODELSTREAM_SERVICE", "tripo-v3")
+    shown = draw(bpy.types.MODELSTREAM_PT_own_mesh, bpy)
+    assert not any(kind == "label" and "Tripo API v3" in text for kind, text in shown)
 
 
 def test_panel_shows_jobs_errors_and_thumbnails(blender, service, tmp_path):
