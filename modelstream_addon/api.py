@@ -29,6 +29,7 @@ from .properties import OPTION_NAMES
 from .tasks import ValidationError
 
 __all__ = ["Result", "generate", "submit", "wait", "import_task", "status", "save_to_library",
+           "texture_selected", "rig", "animate", "credits_used",
            "ModelStreamError", "ValidationError", "TaskFailedError"]
 
 
@@ -132,3 +133,96 @@ def save_to_library(task_id="", *, object_name="", context=None):
         raise ValidationError("task_id", "no generated model with that task id or name in "
                               "this scene.")
     return library.save(context, root)
+
+
+# Your own mesh (Tripo API v3) ----------------------------------------------------------------
+
+def _mesh_options(options):
+    from .own_mesh import MESH_OPTION_NAMES
+
+    unknown = sorted(set(options) - set(MESH_OPTION_NAMES))
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown option; known: "
+                              f"{', '.join(MESH_OPTION_NAMES)}")
+    props = bpy.ops.modelstream.texture_selected.get_rna_type().properties
+    defaults = {name: (set(props[name].default_flag) if props[name].is_enum_flag
+                       else props[name].default) for name in MESH_OPTION_NAMES}
+    return {**defaults, **options}
+
+
+def _objects(context, names):
+    if names is None:
+        return None
+    found = [context.scene.objects.get(name) for name in names]
+    if None in found:
+        raise ValidationError("objects", f"no object {names[found.index(None)]!r} in the scene.")
+    return found
+
+
+def _root(context, object_name):
+    from .library import result_root
+    from .own_mesh import generated_root
+
+    if not object_name:
+        return generated_root(context)
+    root = result_root(context.scene.objects.get(object_name))
+    if root is None:
+        raise ValidationError("object_name", f"{object_name!r} is not a generated model in "
+                              "this scene.")
+    return root
+
+
+def _chain(context, job, wait_for_it, timeout):
+    if not wait_for_it:
+        if not bpy.app.background:
+            runtime.follow(context, job)
+        return job.id
+    result = wait(job.id, timeout=timeout, context=context)
+    if not result.ok:
+        raise TaskFailedError(result.error or f"The job ended {result.state.lower()}.",
+                              task_id=result.task_id)
+    return result
+
+
+def texture_selected(objects=None, *, wait_for_it=True, timeout=None, context=None,
+                     service=None, **options):
+    """Texture meshes (object names; default the selection) with a `prompt` and/or a
+    reference `image_path`; the result lands beside them (`placement`), which are never
+    changed. Returns the Result (the first job's id with wait_for_it=False)."""
+    from . import own_mesh
+
+    context = context or bpy.context
+    job = own_mesh.texture_selected(context, _mesh_options(options), service,
+                                    _objects(context, objects))
+    return _chain(context, job, wait_for_it, timeout)
+
+
+def rig(object_name="", *, objects=None, wait_for_it=True, timeout=None, context=None,
+        service=None, **options):
+    """Rig a generated model (by object name; default the active one's), or meshes given
+    by `objects` (imported first): a rig check first, then the rig with `spec`; with
+    `animations` (1-5 presets, e.g. {"preset:walk"}) animated too."""
+    from . import own_mesh
+
+    context = context or bpy.context
+    root = None if objects is not None else _root(context, object_name)
+    job = own_mesh.rig(context, _mesh_options(options), root, service,
+                       _objects(context, objects))
+    return _chain(context, job, wait_for_it, timeout)
+
+
+def animate(object_name="", *, animations=(), wait_for_it=True, timeout=None, context=None,
+            service=None, **options):
+    """Retarget preset animations onto a model made with `rig` (by object name; default
+    the active one's): one Armature, an Action per preset."""
+    from . import own_mesh
+
+    context = context or bpy.context
+    job = own_mesh.animate(context, _mesh_options({**options, "animations": set(animations)}),
+                           _root(context, object_name), service)
+    return _chain(context, job, wait_for_it, timeout)
+
+
+def credits_used():
+    """Credits this session's jobs consumed, as their services said (0 when none said)."""
+    return runtime.session_credits()

@@ -78,9 +78,9 @@ class MODELSTREAM_PG_mesh(bpy.types.PropertyGroup, SceneMeshOptions):
 
 # Export ---------------------------------------------------------------------------------
 
-def meshes_of(context):
-    """The selected objects to send, checked: meshes only, with faces."""
-    selected = list(context.selected_objects)
+def meshes_of(context, objects=None):
+    """The objects to send (default: the selection), checked: meshes only."""
+    selected = list(context.selected_objects if objects is None else objects)
     if not selected:
         raise ValidationError("selection", "select the mesh objects to send.")
     other = next((o for o in selected if o.type != 'MESH'), None)
@@ -160,24 +160,24 @@ def _client(context, service, kind):
     return client
 
 
-def _send_selection(context, opts, client, then, workdir):
-    """Export the selection into `workdir` and submit its import, `then` after it."""
-    objects = meshes_of(context)
+def _send_selection(context, opts, client, then, workdir, objects):
+    """Export the objects into `workdir` and submit their import, `then` after it."""
+    objects = meshes_of(context, objects)
     path, reference = export_selection(context, objects, workdir)
     body = model_tasks.import_body(path)
     return runtime.submit(context, runtime.Prepared(
         body, client, workdir, placement_for(context, opts, reference, objects), then=then))
 
 
-def texture_selected(context, opts, service=None):
-    """Texture the selected meshes; returns the first step's job."""
+def texture_selected(context, opts, service=None, objects=None):
+    """Texture the meshes (default: the selection); returns the first step's job."""
     client = _client(context, service, model_tasks.IMPORT)
-    meshes_of(context)  # before any capture: a wrong selection costs nothing
+    meshes_of(context, objects)  # before any capture: a wrong selection costs nothing
     gathered, workdir = inputs.gather(context, {**opts, "task_type": model_tasks.TEXTURE})
     workdir = workdir or inputs.new_workdir()
     try:
         return _send_selection(context, opts, client, [model_tasks.texture_step(gathered)],
-                               workdir)
+                               workdir, objects)
     except (errors.ModelStreamError, RuntimeError):
         inputs.discard(workdir)
         raise
@@ -188,9 +188,9 @@ def _rig_model(opts):
     return "" if version == 'DEFAULT' else version
 
 
-def rig(context, opts, root=None, service=None):
-    """Rig (and, with animations, animate) a generated model, or the selected meshes
-    imported first; returns the first step's job."""
+def rig(context, opts, root=None, service=None, objects=None):
+    """Rig (and, with animations, animate) a generated model, or the meshes (default: the
+    selection) imported first; returns the first step's job."""
     client = _client(context, service, model_tasks.RIG)
     steps = model_tasks.rig_steps(opts.get("spec", "tripo"), _rig_model(opts),
                                   sorted(opts.get("animations") or ()))
@@ -200,10 +200,10 @@ def rig(context, opts, root=None, service=None):
                                                                      _meshes_under(root)),
                                     then=steps[1:])
         return runtime.submit(context, prepared)
-    meshes_of(context)
+    meshes_of(context, objects)
     workdir = inputs.new_workdir()
     try:
-        return _send_selection(context, opts, client, steps, workdir)
+        return _send_selection(context, opts, client, steps, workdir, objects)
     except (errors.ModelStreamError, RuntimeError):
         inputs.discard(workdir)
         raise

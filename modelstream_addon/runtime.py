@@ -20,6 +20,7 @@ from . import errors, importer, inputs, joblist, preferences, services, tasks
 from .job import IMPORTED, READY
 
 TICK_SECONDS = 0.2
+SESSION_START = time.time()  # the add-on's modules load anew when it is enabled
 RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
 _auto_import = {}  # job id -> note: jobs this session imports when they become READY
@@ -450,6 +451,12 @@ def wait_all(context, timeout=None):
         last = wait(context, pending, timeout)
         if last.id in _auto_import:
             outcome(context, last, _auto_import[last.id])
+
+
+def session_credits():
+    """What this session's jobs consumed, as their services said (0 when none said)."""
+    return sum(j.credits for j in engine().jobs.values()
+               if j.credits > 0 and j.created >= SESSION_START)
 
 
 def elapsed(item):

@@ -195,6 +195,9 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("modelstream.import_task", icon='IMPORT')
         row.operator("modelstream.clear_finished", text="", icon='BRUSH_DATA')
+        spent = runtime.session_credits()
+        if spent:
+            layout.label(text=f"Credits used this session: {spent:g}", icon='FUND')
         if not 0 <= wm.modelstream_job_index < len(wm.modelstream_jobs):
             return
         job = wm.modelstream_jobs[wm.modelstream_job_index]

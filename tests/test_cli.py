@@ -213,6 +213,9 @@ def test_batch_runs_the_good_rows_and_names_the_bad_row_and_field(tmp_path, serv
         assert rows[row_id]["output"] == str(out / f"{row_id}.blend")
         assert rows[row_id]["raw"] == [str(out / f"{row_id}.glb")]
     assert service.stats()["tasks_created"] == 3
+    spent = [rows[row_id]["credits"] for row_id in ("chair", "2", "stool")]
+    assert all(c > 0 for c in spent) and rows["bad"]["credits"] is None
+    assert f", {sum(spent):g} credits used" in proc.stderr  # the summary adds them up
     found = inspect(tmp_path, out / "chair.blend", out / "stool.blend")
     for row_id in ("chair", "stool"):
         [empty] = empties(found[str(out / f"{row_id}.blend")])  # only that row's model

@@ -160,3 +160,20 @@ def test_rig_steps_are_checked():
         model_tasks.next_body({"type": model_tasks.RIG}, "t", (False, "others"))
     assert model_tasks.next_body({"type": model_tasks.RIG, "spec": "tripo"}, "t",
                                  (True, "biped"))["rig_type"] == "biped"
+
+
+def test_each_step_says_its_credits_and_the_session_adds_them_up(blender, addon, v3):
+    from tests.test_ui_draw import draw
+
+    bpy = blender
+    spent_before = addon.api.credits_used()
+    bpy.ops.mesh.primitive_cube_add()
+    result = addon.api.texture_selected(prompt="weathered bronze", pbr=False)
+    steps = [j for j in addon.runtime.jobs() if j.body.get("type") in
+             ("import_model", "texture_model") and j.created >= addon.runtime.SESSION_START]
+    imported, textured = steps[-2:]
+    assert result.ok and imported.credits == 0 and textured.credits > 0  # as the service said
+    assert addon.api.credits_used() == pytest.approx(
+        spent_before + sum(j.credits for j in steps[-2:]))
+    shown = draw(bpy.types.MODELSTREAM_PT_jobs, bpy)
+    assert ("label", f"Credits used this session: {addon.api.credits_used():g}") in shown

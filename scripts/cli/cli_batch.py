@@ -179,8 +179,10 @@ class Batch:
             self.write_summary()
         failed = [r for r in self.rows if r.record["state"] != "done"]
         print(os.path.join(self.out, SUMMARY_FILE), file=self.results, flush=True)
+        spent = [r.record["credits"] for r in self.rows if "credits" in r.record]
         print(f"modelstream: {len(self.rows) - len(failed)} done, {len(failed)} failed in "
-              f"{time.monotonic() - self.start:.1f} s", file=sys.stderr)
+              f"{time.monotonic() - self.start:.1f} s"
+              + (f", {sum(spent):g} credits used" if spent else ""), file=sys.stderr)
         for row in failed:
             print(f"modelstream: {row.record.get('error')}", file=sys.stderr)
         return EXIT_FAILED if failed else 0
@@ -348,6 +350,8 @@ class Batch:
         except (RuntimeError, OSError) as e:
             row.fail(f"{row.label}: saving the result failed: {e} (task {job.task_id})")
         row.times["finished"] = self.elapsed()
+        if job.credits >= 0:
+            row.record["credits"] = job.credits
         self.runtime.remove(self.bpy.context, job.id)
         self.save_state()
 
@@ -373,6 +377,7 @@ class Batch:
                             "output": record.get("output", "") if status == "done" else "",
                             "raw": record.get("raw", []) if status == "done" else [],
                             "error": error, "field": record.get("field"),
+                            "credits": record.get("credits"),
                             "times": row.times})
         self.addon.history.write_atomic(os.path.join(self.out, SUMMARY_FILE), entries)
 
