@@ -177,3 +177,29 @@ def test_each_step_says_its_credits_and_the_session_adds_them_up(blender, addon,
         spent_before + sum(j.credits for j in steps[-2:]))
     shown = draw(bpy.types.MODELSTREAM_PT_jobs, bpy)
     assert ("label", f"Credits used this session: {addon.api.credits_used():g}") in shown
+
+
+def test_the_cli_textures_meshes_of_a_blend_and_rigs_a_model(tmp_path, service):
+    from tests.test_cli import SCENE, empties, inspect, python, run_cli
+
+    scene, textured, rigged = (tmp_path / n for n in ("scene.blend", "tex.blend", "rig.blend"))
+    python(tmp_path, SCENE, str(scene))
+    proc = run_cli(tmp_path, service.url, "texture", "--service", "tripo-v3", "--blend",
+                   str(scene), "--objects", "Cone", "--prompt", "weathered bronze",
+                   "--no-pbr", "--out", str(textured), "--poll-min", "1")
+    assert proc.returncode == 0, proc.stderr
+    found = inspect(tmp_path, textured)[str(textured)]
+    [empty] = empties(found)
+    assert empty["modelstream_type"] == "texture_model"
+    assert empty["modelstream_source_object"] == "Cone"
+    assert {"Cube", "Cone"} <= set(found["objects"])
+    proc = run_cli(tmp_path, service.url, "rig", "--service", "tripo-v3", "--blend",
+                   str(textured), "--model", empty_name(found), "--animations",
+                   "preset:idle", "--out", str(rigged), "--poll-min", "1")
+    assert proc.returncode == 0, proc.stderr
+    kinds = {o["type"] for o in inspect(tmp_path, rigged)[str(rigged)]["objects"].values()}
+    assert 'ARMATURE' in kinds
+
+
+def empty_name(found):
+    return next(name for name, o in found["objects"].items() if o["type"] == 'EMPTY')

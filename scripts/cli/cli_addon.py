@@ -61,6 +61,11 @@ class Addon:
         props = self.bpy.ops.modelstream.generate.get_rna_type().properties
         return {name: props[name] for name in self.properties.OPTION_NAMES}
 
+    def mesh_props(self):
+        """Texture Selected's properties: the own-mesh commands' options."""
+        props = self.bpy.ops.modelstream.texture_selected.get_rna_type().properties
+        return {name: props[name] for name in self.own_mesh.MESH_OPTION_NAMES}
+
     def defaults(self):
         return {name: prop.default for name, prop in self.option_props().items()}
 

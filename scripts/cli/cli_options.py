@@ -10,10 +10,11 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def convert(addon, raw):
-    """Row or flag values -> the operator's types, checked against its properties, so a
-    CSV cell and a JSON value mean the same. Empty values are left out (defaults)."""
-    props = addon.option_props()
+def convert(addon, raw, props=None):
+    """Row or flag values -> the operator's types, checked against its properties (default
+    Generate's), so a CSV cell and a JSON value mean the same. Empty values are left out
+    (defaults)."""
+    props = props or addon.option_props()
     error = addon.tasks.ValidationError
     options = {}
     for field, value in raw.items():
@@ -47,6 +48,9 @@ def _convert_value(field, value, prop, error):
             raise error(field, f"must be between {prop.hard_min} and {prop.hard_max}, "
                         f"got {number}.")
         return number if kind == 'INT' else float(number)
+    if kind == 'ENUM' and prop.is_enum_flag:
+        items = text if isinstance(text, list) else str(text).replace(",", " ").split()
+        return {_convert_value(field, item, _OneOf(prop), error) for item in items}
     if kind == 'ENUM':
         names = [item.identifier for item in prop.enum_items]
         match = next((n for n in names if n.lower() == str(text).lower()), None)
@@ -58,6 +62,16 @@ def _convert_value(field, value, prop, error):
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise error(field, f"must be text, got {value!r}.")
     return str(text)
+
+
+class _OneOf:
+    """One item of a set-valued (ENUM_FLAG) property, checked as a plain choice."""
+
+    type = 'ENUM'
+    is_enum_flag = False
+
+    def __init__(self, prop):
+        self.enum_items = prop.enum_items
 
 
 def _number(value, whole):

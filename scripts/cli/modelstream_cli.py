@@ -50,7 +50,7 @@ def follow(addon, job, timeout):
         if deadline is not None and time.monotonic() >= deadline:
             addon.runtime.cancel(context, job.id)
             break
-        addon.runtime.wait(context, job, 0.5)
+        job = addon.runtime.wait(context, job, 0.5)  # a chain goes on as its next step
         note = f"task {job.task_id}: {job.message}" if job.task_id else job.message
         if note != said:
             print(f"modelstream: {note}", file=sys.stderr, flush=True)
@@ -65,7 +65,7 @@ def finish(addon, job_ids, args, timeout):
     jobs = [follow(addon, addon.runtime.job(job_id),
                    None if deadline is None else max(0.0, deadline - time.monotonic()))
             for job_id in job_ids]
-    results = addon.api.wait(job_ids, timeout=0)
+    results = addon.api.wait([job.id for job in jobs], timeout=0)  # a chain's last steps
     problems = []
     try:
         for job, result in zip(jobs, results, strict=True):
@@ -79,7 +79,7 @@ def finish(addon, job_ids, args, timeout):
     except (RuntimeError, OSError) as e:
         problems.append(f"Saving the result failed: {e} (task {jobs[0].task_id})")
     finally:
-        for job_id in job_ids:
+        for job_id in {*job_ids, *(job.id for job in jobs)}:
             addon.runtime.remove(addon.bpy.context, job_id)
     for problem in problems:
         print(f"modelstream: error: {problem}", file=sys.stderr)
@@ -114,6 +114,34 @@ def cmd_generate(addon, args):
                   args.timeout)
 
 
+def _open_blend(addon, args):
+    if not os.path.isfile(args.blend):
+        raise UsageError(f"--blend: no file at {args.blend}")
+    if os.path.realpath(args.out) == os.path.realpath(args.blend):
+        raise UsageError("--out: give another path than --blend; the input .blend is never "
+                         "overwritten.")
+    addon.bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
+    addon.check_enabled()
+    props = addon.mesh_props()
+    raw = {name: getattr(args, name) for name in props if hasattr(args, name)}
+    return resolve_paths(addon, convert(addon, raw, props), os.getcwd())
+
+
+def cmd_texture(addon, args):
+    options = _open_blend(addon, args)
+    job_id = addon.api.texture_selected(args.objects, wait_for_it=False, **options)
+    return finish(addon, [job_id], args, args.timeout)
+
+
+def cmd_rig(addon, args):
+    options = _open_blend(addon, args)
+    if args.model and args.objects:
+        raise UsageError("--model or --objects, not both.")
+    job_id = addon.api.rig(args.model or "", objects=args.objects, wait_for_it=False,
+                           **options)
+    return finish(addon, [job_id], args, args.timeout)
+
+
 def cmd_import_task(addon, args):
     addon.bpy.ops.wm.read_homefile(use_empty=True)
     addon.check_enabled()
@@ -139,7 +167,8 @@ def cmd_status(addon, args):
 
 COMMANDS = {"generate": cmd_generate,
             "batch": lambda addon, args: cmd_batch(addon, args, RESULTS),
-            "import-task": cmd_import_task, "status": cmd_status}
+            "import-task": cmd_import_task, "status": cmd_status, "texture": cmd_texture,
+            "rig": cmd_rig}
 
 
 def _stop(signum, frame):
@@ -152,7 +181,7 @@ def main(argv):
     try:
         signal.signal(signal.SIGTERM, _stop)
         with loaded_addon() as addon:
-            parser = build_parser(addon.option_props(), DESCRIPTION)
+            parser = build_parser(addon.option_props(), DESCRIPTION, addon.mesh_props())
             with contextlib.redirect_stdout(RESULTS):  # --help is a result
                 try:
                     args = parser.parse_args(argv)
