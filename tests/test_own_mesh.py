@@ -203,3 +203,18 @@ def test_the_cli_textures_meshes_of_a_blend_and_rigs_a_model(tmp_path, service):
 
 def empty_name(found):
     return next(name for name, o in found["objects"].items() if o["type"] == 'EMPTY')
+
+
+@pytest.mark.parametrize("source", ['FILE', 'IMAGE', 'VIEWPORT'])
+def test_a_reference_image_guides_the_texture(blender, addon, v3, tmp_path, source):
+    from tests.conftest import write_png
+
+    bpy = blender
+    path = write_png(tmp_path / "bronze.png", 64, 64, (180, 120, 60))
+    bpy.data.images.load(path).name = "Bronze"
+    bpy.ops.mesh.primitive_cube_add()
+    assert bpy.ops.modelstream.texture_selected(
+        image_source=source, image_path=path, image_name="Bronze") == {'FINISHED'}
+    job = addon.runtime.jobs()[-1]
+    assert job.state == "IMPORTED", job.error
+    assert posts(v3) == ["/v3/files", "/v3/models/import", "/v3/files", "/v3/models/texture"]
