@@ -67,10 +67,12 @@ class Engine:
             self._journal = history.TaskJournal(history_path)
             records = history.load(history_path)
             noted = self._journal.read()
+            stepped = self._journal.stepped()
             self._restore(records)
             self._adopt(noted, _mtime(history_path))
+            self._stepped(stepped)
             self._writer = history.HistoryWriter(history_path)
-            if noted:
+            if noted or stepped:
                 history.write_atomic(history_path, list(self._records.values()))
                 self._journal.clear()
 
@@ -111,6 +113,9 @@ class Engine:
         self._apply(job_id, {"then": [], "state": IMPORTED,
                              "message": f"Step done; the {step['type']} task follows"},
                     final=True)
+        if self._journal is not None:  # on disk before the next step can be sent
+            with contextlib.suppress(OSError):  # the history still says so, a moment later
+                self._journal.note_step(job_id)
         return self.submit(client, body, transport, import_options={
             **job.import_options, "steps": steps}, note=job.note, then=rest)
 
@@ -305,6 +310,18 @@ class Engine:
                 job.message = "Task id recovered after a crash"
             job.task_id = task_id
             self._touch(job)
+
+    def _stepped(self, stepped):
+        """Chain steps that went on before Blender stopped, though the history had not
+        been written since: they are done, never sent on twice."""
+        for job_id in stepped:
+            job = self.jobs.get(job_id)
+            if job is not None and job.then:
+                job.then = []
+                if job.state == READY:
+                    job.state = IMPORTED
+                    job.message = "Step done; the next step was sent before Blender stopped"
+                self._touch(job)
 
     def _local(self, job, path, name):
         """`path` when it is in the download folder, else downloads/<job id>/<name> ('' when

@@ -369,30 +369,50 @@ class TaskJournal:
         self._lock = threading.Lock()
 
     def note(self, job_id, task_id, task_type):
-        line = json.dumps({"id": job_id, "task_id": task_id, "type": task_type,
-                           "time": time.time()}) + "\n"
+        self._append({"id": job_id, "task_id": task_id, "type": task_type,
+                      "time": time.time()})
+
+    def note_step(self, job_id):
+        """A chain's step went on to the next, noted before that one is sent: after a
+        crash the step is not sent on again (the history may not have been written)."""
+        self._append({"id": job_id, "continued": True, "time": time.time()})
+
+    def stepped(self):
+        """The job ids noted by note_step."""
+        return {entry["id"] for entry in self._entries() if entry.get("continued") is True}
+
+    def _append(self, entry):
+        line = json.dumps(entry) + "\n"
         with self._lock, open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
-    def read(self):
-        """{job id: (task id, task type, time noted)} from the sound lines; the rest are
-        skipped."""
-        found = {}
+    def _entries(self):
+        """The journal's sound lines: objects naming a job id."""
         try:
             with open(self.path, encoding="utf-8", errors="replace") as f:
                 lines = f.read(4 * 1024 * 1024).splitlines()
         except OSError:
-            return found
+            return []
+        found = []
         for line in lines:
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
             if (isinstance(entry, dict) and isinstance(entry.get("id"), str)
-                    and JOB_ID.fullmatch(entry["id"]) and _task_id_ok(entry.get("task_id"))
-                    and entry["task_id"] and _is_text(entry.get("type", ""))):
+                    and JOB_ID.fullmatch(entry["id"])):
+                found.append(entry)
+        return found
+
+    def read(self):
+        """{job id: (task id, task type, time noted)} from the sound lines; the rest are
+        skipped."""
+        found = {}
+        for entry in self._entries():
+            if (_task_id_ok(entry.get("task_id")) and entry["task_id"]
+                    and _is_text(entry.get("type", ""))):
                 noted = entry.get("time")
                 noted = noted if isinstance(noted, (int, float)) and math.isfinite(noted) else 0
                 found[entry["id"]] = (entry["task_id"], entry.get("type", ""), noted)
