@@ -115,17 +115,26 @@ def test_presigned_put_refuses_more_than_150_mb_unread(url):
         conn.close()
 
 
+def json_glb(doc: dict) -> bytes:
+    """A GLB of a JSON chunk only."""
+    text = json.dumps({"asset": {"version": "2.0"}, **doc}).encode()
+    text += b" " * (-len(text) % 4)
+    return b"glTF" + struct.pack("<II", 2, 20 + len(text)) + struct.pack("<I4s", len(text),
+                                                                         b"JSON") + text
+
+
 def test_import_takes_a_usable_glb_only(url):
-    empty_doc = json.dumps({"asset": {"version": "2.0"}}).encode()
-    empty_doc += b" " * (-len(empty_doc) % 4)
-    no_mesh = (b"glTF" + struct.pack("<II", 2, 20 + len(empty_doc))
-               + struct.pack("<I4s", len(empty_doc), b"JSON") + empty_doc)
+    files = {"fbx": FBX, "obj": OBJ, "png": PNG, "empty": json_glb({}),
+             "loop": json_glb({"scenes": [{"nodes": [0]}], "nodes": [{"children": [0]}]}),
+             "dangling": json_glb({"nodes": [{"mesh": 3}]})}
     tokens = {name: upload_file(url, data).json()["data"]["file_token"]
-              for name, data in (("fbx", FBX), ("obj", OBJ), ("png", PNG), ("empty", no_mesh))}
+              for name, data in files.items()}
     cases = [({"input": tokens["fbx"]}, "imports GLB models only"),
              ({"input": tokens["obj"]}, "imports GLB models only"),
              ({"input": tokens["png"]}, "imports GLB models only"),
              ({"input": tokens["empty"]}, "no triangle mesh"),
+             ({"input": tokens["loop"]}, "no triangle mesh"),
+             ({"input": tokens["dangling"]}, "does not hold together"),
              ({"input": "file_never-issued"}, "not a file_token"),
              ({"input": "ftp://host/model.glb"}, "http(s) URL"), ({}, "required"),
              ({"input": 7}, "required")]
