@@ -3,12 +3,13 @@ with its preview, tags, catalog and provenance, and that appends with its mesh a
 textures and no missing files."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ADDON, ROOT
 
 READ = """
 import json, sys, bpy
@@ -20,7 +21,13 @@ coll = dst.collections[0]
 data = coll.asset_data
 meshes = [o for o in coll.all_objects if o.type == 'MESH']
 bpy.ops.file.find_missing_files(directory="/nonexistent")
+preview = coll.preview
+pixels = list(preview.image_pixels_float) if preview is not None else []
 print("FOUND " + json.dumps({
+    "preview_size": list(preview.image_size) if preview is not None else [0, 0],
+    "preview_alpha": {"corner": pixels[3] if pixels else None,
+                      "most": max(pixels[3::4], default=None)},
+    "preview_sum": sum(pixels),
     "listed": listed, "tags": [t.name for t in data.tags], "catalog": data.catalog_id,
     "description": data.description, "task_id": data.get("modelstream_task_id"),
     "meshes": len(meshes), "faces": sum(len(o.data.polygons) for o in meshes),
@@ -61,6 +68,24 @@ def test_save_to_library_makes_an_asset_a_fresh_blender_can_use(blender, addon, 
     assert found["images"] and all(packed for _, packed in found["images"])
     with open(f"{folder}/{addon.library.CATALOG_FILE}", encoding="utf-8") as f:
         assert addon.library.catalog_id("text_to_model") in f.read()
+    assert min(found["preview_size"]) > 0 and found["preview_sum"] > 0, "no asset preview"
+    # the service's rendered preview (an opaque picture), not a render of the model
+    assert found["preview_alpha"]["corner"] == 1.0, found["preview_alpha"]
+    assert not [p for p in os.listdir(folder) if p.startswith(".") or p.endswith(".blend1")]
+
+
+def test_without_the_services_preview_the_asset_shows_a_render_of_the_model(
+        blender, addon, service):
+    result = addon.api.generate(prompt="a clay teapot", face_limit=300)
+    job = addon.runtime.job(result.job_id)
+    preview = dict(job.images)["preview"]
+    os.remove(preview)  # as when the service sent none, or the cache was cleared
+    found = read_asset(addon.api.save_to_library(result.task_id))
+    assert min(found["preview_size"]) > 0 and found["preview_sum"] > 0, "no asset preview"
+    alpha = found["preview_alpha"]  # a render of the model on a transparent background
+    assert alpha["corner"] == 0.0 and alpha["most"] > 0.5, alpha
+    previews = blender.utils.extension_path_user(ADDON, path="previews")
+    assert not os.path.isdir(previews) or not os.listdir(previews), "render left behind"
 
 
 def test_save_to_library_needs_a_generated_model(blender):
