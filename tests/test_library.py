@@ -109,3 +109,63 @@ def test_save_to_library_from_the_python_api_and_the_jobs_list(blender, addon, s
     assert os.path.isfile(path)
     with pytest.raises(addon.api.ValidationError):
         addon.api.save_to_library("no-such-task")
+
+
+def library_files(bpy, addon):
+    library = bpy.context.preferences.filepaths.asset_libraries.get(addon.library.LIBRARY_NAME)
+    folder = bpy.path.abspath(library.path) if library else ""
+    return {p for p in __import__("glob").glob(f"{folder}/*.blend")} if folder else set()
+
+
+def test_save_results_to_library_saves_every_model_that_lands(blender, addon, service):
+    bpy = blender
+    prefs = addon.preferences.get()
+    assert not prefs.save_results_to_library  # off unless the user turns it on
+    before = library_files(bpy, addon)
+    addon.api.generate(prompt="a brass key", face_limit=300)
+    assert library_files(bpy, addon) == before, "saved although the preference is off"
+    prefs.save_results_to_library = True
+    try:
+        assert bpy.ops.modelstream.generate(prompt="a tin robot", face_limit=300) == {
+            'FINISHED'}
+        root = bpy.context.view_layer.objects.active
+        added = library_files(bpy, addon) - before
+        assert len(added) == 1, "the landed model was not saved to the library"
+        [path] = added
+        assert root["modelstream_task_id"][:8] in path
+        found = read_asset(path)
+        assert found["task_id"] == root["modelstream_task_id"]
+        assert min(found["preview_size"]) > 0, "no asset preview"
+        images = addon.api.generate("text_to_image", prompt="a tin robot poster")
+        assert images.ok and len(library_files(bpy, addon) - before) == 1  # models only
+    finally:
+        prefs.save_results_to_library = False
+
+
+def test_a_result_that_cannot_be_saved_to_the_library_still_lands(blender, addon, service,
+                                                                  tmp_path, capfd):
+    bpy = blender
+    prefs = addon.preferences.get()
+    library = bpy.context.preferences.filepaths.asset_libraries.get(
+        addon.library.LIBRARY_NAME) or bpy.context.preferences.filepaths.asset_libraries.new(
+        name=addon.library.LIBRARY_NAME, directory=str(tmp_path))
+    kept = library.path
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where a folder should be")
+    library.path = str(blocker / "library")  # a folder that cannot be made
+    prefs.save_results_to_library = True
+    try:
+        capfd.readouterr()
+        assert bpy.ops.modelstream.generate(prompt="a paper lantern", face_limit=300) == {
+            'FINISHED'}
+        root = bpy.context.view_layer.objects.active
+        assert root is not None and root.get("modelstream_prompt") == "a paper lantern"
+        job = addon.runtime.jobs()[-1]
+        assert job.state == "IMPORTED" and job.imported_as == root.name
+        assert "not saved to the library" in job.message
+        out = capfd.readouterr()
+        warning = f"Warning: {root.name} was not saved to the library: "
+        assert warning in out.out + out.err, "the operator reported no WARNING"
+    finally:
+        prefs.save_results_to_library = False
+        library.path = kept
