@@ -8,6 +8,7 @@ import bpy.utils.previews
 
 from . import errors, inputs, preferences, runtime, services
 from .job import FINAL_STATES
+from .presets import MODELSTREAM_PT_presets
 
 _previews = None
 
@@ -234,7 +235,7 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
 MENU_OPERATORS = (
     ("modelstream.generate", 'PLAY'), ("modelstream.capture", 'RESTRICT_RENDER_OFF'),
     ("modelstream.refine_selected", 'MODIFIER'), ("modelstream.import_task", 'IMPORT'),
-    ("modelstream.save_to_library", 'ASSET_MANAGER'),
+    ("modelstream.save_to_library", 'ASSET_MANAGER'), ("modelstream.preset_add", 'PRESET'),
     None,
     ("modelstream.cancel", 'X'), ("modelstream.retry_job", 'FILE_REFRESH'),
     ("modelstream.import_job", 'IMPORT'), ("modelstream.use_result", 'FORWARD'),
@@ -269,6 +270,9 @@ class MODELSTREAM_PT_options(SidebarPanel, bpy.types.Panel):
     bl_label = "Options"
     bl_parent_id = "MODELSTREAM_PT_generate"
     bl_options = {'DEFAULT_CLOSED'}
+
+    def draw_header_preset(self, context):
+        MODELSTREAM_PT_presets.draw_panel_header(self.layout)
 
     def draw(self, context):
         layout = self.layout
