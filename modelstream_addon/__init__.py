@@ -4,7 +4,8 @@ The client, task builders and job engine import no bpy, so they can be used and 
 without Blender; the Blender side is imported only when the add-on registers.
 """
 
-_MODULES = ("properties", "preferences", "operators", "library", "variations", "own_mesh", "ui")
+_MODULES = ("properties", "preferences", "operators", "library", "presets", "variations",
+            "own_mesh", "ui")
 
 
 def _blender_modules():

@@ -545,10 +545,11 @@ def capture_render(context, path, *, resolution=1024, engine='WORKBENCH', square
 
 
 def capture_orbit(context, directory, *, resolution=512, ortho=True, transparent=False,
-                  front='NEG_Y', objects=None, margin=0.1):
+                  front='NEG_Y', objects=None, margin=0.1, views=VIEWS):
     """Render the subject from its front, left, back and right into `directory`.
 
-    Returns {"front": path, "left": path, "back": path, "right": path}. The subject is
+    Returns {"front": path, "left": path, "back": path, "right": path} (or only the
+    `views` asked for, e.g. ("front",) for a single preview). The subject is
     `objects`, else the selected objects, else everything visible; only it is rendered,
     centred, the same size in all four square views, with `margin` (a fraction of the
     image) free on each side. front='ACTIVE_LOCAL' faces the active object's local -Y.
@@ -560,7 +561,7 @@ def capture_orbit(context, directory, *, resolution=512, ortho=True, transparent
     view_layer.update()  # a script's pending edits: stale matrices, removed objects
     rotation = _front_rotation(view_layer, front)
     subjects = _subjects(view_layer, objects)
-    paths = {name: _target(os.path.join(directory, f"{name}.png")) for name in VIEWS}
+    paths = {name: _target(os.path.join(directory, f"{name}.png")) for name in views}
     frame = _frame(_points(subjects, context.evaluated_depsgraph_get()), rotation, ortho,
                    margin)
     with _preserved(scene, view_layer):
@@ -568,7 +569,7 @@ def capture_orbit(context, directory, *, resolution=512, ortho=True, transparent
         camera = _framed_camera(scene, frame)
         _workbench(scene)
         _output(scene, resolution, resolution, transparent)
-        for name in VIEWS:
+        for name in views:
             camera.matrix_world = frame.matrices[name]
             _render(scene, view_layer, paths[name])
     return paths

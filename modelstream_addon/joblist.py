@@ -5,6 +5,7 @@ read-only property whose getter reads the engine's job, so nothing is copied on 
 a file load with thousands of jobs only re-adds the ids. Only the main thread calls in here.
 """
 
+from . import tasks
 from .job import FINAL_STATES, WAITING
 
 _listed = (None, [], set())  # (list owner, job ids in row order, the same as a set)
@@ -46,6 +47,21 @@ def value(job_id, name):
 _DEFAULTS = {"task_type": "", "label": "", "task_id": "", "transport": "", "state": "",
              "message": "", "error": "", "object_name": "", "created": 0.0, "finished": 0.0,
              "progress": 0.0, "queue_position": 0}
+
+
+def recent_prompts(jobs, limit=20):
+    """The last `limit` distinct prompts of `jobs`, newest first: the prompt field's
+    drop-down. History text is data: anything but text is skipped; control characters and
+    lone surrogates become spaces (Blender's search list takes UTF-8 text)."""
+    found = {}
+    for job in sorted(jobs, key=lambda j: j.created, reverse=True):
+        prompt = job.body.get("prompt")
+        text = tasks.safe_name(prompt, tasks.MAX_PROMPT) if isinstance(prompt, str) else ""
+        if text:
+            found[text] = None
+            if len(found) == limit:
+                break
+    return list(found)
 
 
 def _ids(wm):

@@ -4,22 +4,45 @@ Asset Browser into any file later. Uses Blender's own asset machinery, no parall
 
 The library is registered on first use under the extension's user folder and shows in
 Preferences > File Paths > Asset Libraries, where the user may point it elsewhere.
+
+The asset's preview is the service's rendered image of the task, else a small Workbench
+render of the model. `bpy.data.libraries.write` keeps no object or collection preview on
+Blender 4.3+ (it writes copies, and their copies drop previews), so a fresh Blender adds
+the preview to the written file with Blender's own Load Custom Preview and saves it whole:
+one road on every version. Headless it runs before `save` returns; in the GUI on a thread,
+so Blender never waits for it.
 """
 
 import os
 import re
+import subprocess
+import sys
 import uuid
 
 import bpy
 from bpy.props import StringProperty
 
-from . import errors, tasks
+from . import capture, errors, inputs, paths, runtime, tasks
 from .operators import fail
 
 LIBRARY_NAME = "ModelStream"
 CATALOG_FILE = "blender_assets.cats.txt"
 _CATALOG_NAMESPACE = uuid.UUID("6f1c2b8e-4d0a-4d6b-9a55-0d7f3c1e2a90")
 _STOP_WORDS = frozenset(("and", "the", "with", "for", "from"))  # 3+ letters only
+PREVIEW_SIZE = 128  # the fallback render's side, in pixels
+PREVIEW_TIMEOUT = 300  # seconds a fresh Blender may take to add a preview to a large asset
+# Run by a fresh Blender: open the asset .blend, give the asset its preview, save it whole
+# to a temporary name (no .blend1 backup), then put it in place.
+_ADD_PREVIEW = """
+import os, sys, bpy
+blend, image, temporary = sys.argv[sys.argv.index("--") + 1:]
+bpy.ops.wm.open_mainfile(filepath=blend, load_ui=False)
+asset = next(c for c in bpy.data.collections if c.asset_data is not None)
+with bpy.context.temp_override(id=asset):
+    bpy.ops.ed.lib_id_load_custom_preview(filepath=image)
+bpy.ops.wm.save_as_mainfile(filepath=temporary, compress=True, copy=True)
+os.replace(temporary, blend)
+"""
 
 
 def catalog_id(task_type):
@@ -35,9 +58,14 @@ def library_dir(context=None):
     if found is None:
         path = bpy.utils.extension_path_user(__package__, path="library", create=True)
         found = libraries.new(name=LIBRARY_NAME, directory=path)
-    os.makedirs(bpy.path.abspath(found.path), exist_ok=True)
-    _write_catalogs(bpy.path.abspath(found.path))
-    return bpy.path.abspath(found.path)
+    return asset_folder(bpy.path.abspath(found.path))
+
+
+def asset_folder(folder):
+    """`folder` made ready to hold assets: it exists and has the task type catalogs."""
+    os.makedirs(folder, exist_ok=True)
+    _write_catalogs(folder)
+    return folder
 
 
 def _write_catalogs(folder):
@@ -70,9 +98,10 @@ def result_root(obj):
     return obj if obj is not None and obj.type == 'EMPTY' else None
 
 
-def save(context, root):
-    """Write `root`'s hierarchy as an asset .blend into the library; returns its path.
-    The open file is left as it was (images are packed so the asset carries them)."""
+def save(context, root, folder=None):
+    """Write `root`'s hierarchy as an asset .blend with a preview into `folder` (default:
+    the ModelStream library); returns its path. The open file is left as it was (images
+    are packed so the asset carries them)."""
     objects = [root, *root.children_recursive]
     task_id = str(root["modelstream_task_id"])
     task_type = str(root.get("modelstream_type", ""))
@@ -84,7 +113,7 @@ def save(context, root):
                 image = getattr(node, "image", None)
                 if image is not None and image.packed_file is None and image.source == 'FILE':
                     image.pack()
-    folder = library_dir(context)
+    folder = asset_folder(os.path.abspath(folder)) if folder else library_dir(context)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", tasks.safe_name(prompt or task_type)).strip("._")
     path = os.path.join(folder, f"{stem or 'model'}_{re.sub(r'[^A-Za-z0-9]', '', task_id)[:8]}"
                                 ".blend")
@@ -107,7 +136,67 @@ def save(context, root):
         bpy.data.libraries.write(path, {coll}, fake_user=True, compress=True)
     finally:
         bpy.data.collections.remove(coll)
+    _add_preview(context, root, path)
     return path
+
+
+def save_job(context, job, folder=None):
+    """Save a landed model job's result (its Empty) like Save to Library; returns the path."""
+    root = find_root(context, object_name=job.imported_as)
+    if root is None:
+        raise errors.ConfigError(f"The result {job.imported_as!r} is not in this scene.")
+    return save(context, root, folder)
+
+
+def _preview_image(context, root):
+    """(image, folder to delete after): the service's rendered preview of the task when it
+    was downloaded, else a small render of the model; ('', '') when there is neither."""
+    task_id = root["modelstream_task_id"]
+    for job in reversed(runtime.jobs()):
+        image = dict(job.images).get("preview", "") if job.task_id == task_id else ""
+        if image and os.path.isfile(image):
+            return image, ""
+    workdir = inputs.new_workdir("previews")
+    try:
+        views = capture.capture_orbit(context, workdir, resolution=PREVIEW_SIZE,
+                                      objects=[root], transparent=True, views=("front",))
+    except capture.CaptureError as e:
+        inputs.discard(workdir)
+        print(f"ModelStream: no preview for {root.name}: {e}")
+        return "", ""
+    return views["front"], workdir
+
+
+def _add_preview(context, root, path):
+    """Give the asset in `path` its preview (see the module's docstring)."""
+    image, workdir = _preview_image(context, root)
+    if not image:
+        return
+    own = bpy.utils.extension_path_user(__package__)
+    binary = bpy.app.binary_path  # '' in the bpy module: its Python imports bpy instead
+    blender = ([binary, "-b", "--factory-startup", "--python-exit-code", "1",
+                "--python-expr"] if binary else [sys.executable, "-c"])
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}")
+    command = [*blender, _ADD_PREVIEW, "--", path, image, temporary]
+
+    def run():
+        try:
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=PREVIEW_TIMEOUT)
+            if done.returncode:
+                print(f"ModelStream: no preview for {path}: {done.stderr[-500:]}")
+        except (OSError, subprocess.SubprocessError) as e:
+            print(f"ModelStream: no preview for {path}: {e}")
+        finally:
+            paths.remove(folder, temporary)  # left by a failed run
+            if workdir:
+                paths.remove(own, workdir)
+
+    if bpy.app.background:
+        run()
+    else:
+        runtime.engine().call(run)
 
 
 def find_root(context, task_id="", object_name=""):

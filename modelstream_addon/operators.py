@@ -79,6 +79,8 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         if problem:
             return fail(self, context, problem)
         self.report({'INFO'}, f"ModelStream: added {job.imported_as} (task {job.task_id})")
+        if job.id in runtime.library_warnings:
+            self.report({'WARNING'}, runtime.library_warnings.pop(job.id))
         return {'FINISHED'}
 
     def invoke(self, context, event):

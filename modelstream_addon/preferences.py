@@ -10,7 +10,7 @@ machines.
 import os
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import services
 from .client import DEFAULT_BASE_URL, ModelStreamClient
@@ -88,6 +88,10 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
     max_download_mb: IntProperty(name="Max Download (MB)", default=512, min=1, max=8192,
                                  update=_engine_setting,
                                  description="Refuse results larger than this")
+    save_results_to_library: BoolProperty(
+        name="Save Results to Library", default=False,
+        description="Also save every model that arrives into the ModelStream asset library, "
+        "as Save to Library does (a failed save is a warning: the model stays in the scene)")
 
     def draw(self, context):
         layout = self.layout
@@ -117,6 +121,7 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
         row = col.row(align=True)
         row.prop(self, "max_download_mb")
         row.prop(self, "download_time_limit")
+        col.prop(self, "save_results_to_library")
         box = layout.box()
         box.label(text="Network", icon='WORLD')
         box.prop(self, "proxy")

@@ -35,6 +35,14 @@ _TASK_LABELS = {
 TASK_TYPE_ITEMS = [(name, *_TASK_LABELS[name]) for name in tasks.TASK_TYPES]
 
 
+def _recent_prompts(_self, _context, _edit_text):
+    """The prompt field's drop-down: the last 20 prompts of the job history, newest first
+    (Blender filters them by what is typed, and any other text may still be typed)."""
+    from . import joblist, runtime
+
+    return joblist.recent_prompts(runtime.jobs())
+
+
 def _options_mixin(options):
     """The request options, as the API names them; `options` are Blender property flags."""
 
@@ -43,9 +51,9 @@ def _options_mixin(options):
             name="Task Type", items=TASK_TYPE_ITEMS, default="text_to_model",
             description="What to generate", options=options)
         prompt: StringProperty(
-            name="Prompt", options=options,
+            name="Prompt", options=options, search=_recent_prompts,
             description="Describe the model, e.g. 'a wooden chair with a red cushion' "
-            "(at most 1024 characters)")
+            "(at most 1024 characters); the drop-down recalls your last 20 prompts")
         model_version: StringProperty(
             name="Model Version", options=options,
             description="Model version, e.g. v3.0-20250812; empty uses the service's default")

@@ -30,6 +30,7 @@ _balance_future = None
 _no_balance = set()  # (service, base URL) that has no balance endpoint: asked once only
 balance = ""  # the credit balance the panel shows; '' when the service gives none
 balance_service = ""  # the service `balance` is of
+library_warnings = {}  # job id -> why Save Results to Library could not save its model
 
 
 def engine():
@@ -416,10 +417,29 @@ def land(context, job, note="", push_undo=False):
         mirror(context.window_manager, job)
         return message
     engine().mark_imported(job.id, added, f"{added}: {note}" if note else None)
+    _keep(context, job)
     mirror(context.window_manager, job)
     if push_undo and not bpy.app.background:
         bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
     return ""
+
+
+def _keep(context, job):
+    """Save Results to Library (a preference): a landed model is saved as an asset too. A
+    failure is a warning (the job's message, `library_warnings`, the console), never a lost
+    result."""
+    if (not preferences.get(context).save_results_to_library
+            or tasks.output_kind(job.body.get("type", "")) != "model"):
+        return
+    from . import library
+
+    try:
+        library.save_job(context, job)
+    except (errors.ModelStreamError, OSError, RuntimeError) as e:
+        warning = f"{job.imported_as} was not saved to the library: {e}"
+        library_warnings[job.id] = warning
+        engine().mark_imported(job.id, job.imported_as, f"{job.message}; {warning}")
+        print(f"ModelStream: WARNING: {warning}")
 
 
 def outcome(context, job, note="", push_undo=False):

@@ -10,6 +10,7 @@ from . import errors, inputs, preferences, runtime, services, tasks
 from .importer import row_of
 from .job import FINAL_STATES
 from .library import result_root
+from .presets import MODELSTREAM_PT_presets
 
 _previews = None
 
@@ -243,9 +244,9 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
 MENU_OPERATORS = (
     ("modelstream.generate", 'PLAY'), ("modelstream.capture", 'RESTRICT_RENDER_OFF'),
     ("modelstream.refine_selected", 'MODIFIER'), ("modelstream.import_task", 'IMPORT'),
-    ("modelstream.save_to_library", 'ASSET_MANAGER'), ("modelstream.keep_variation", 'CHECKMARK'),
-    ("modelstream.texture_selected", 'TEXTURE'), ("modelstream.rig", 'ARMATURE_DATA'),
-    ("modelstream.animate", 'ACTION'),
+    ("modelstream.save_to_library", 'ASSET_MANAGER'), ("modelstream.preset_add", 'PRESET'),
+    ("modelstream.keep_variation", 'CHECKMARK'), ("modelstream.texture_selected", 'TEXTURE'),
+    ("modelstream.rig", 'ARMATURE_DATA'), ("modelstream.animate", 'ACTION'),
     None,
     ("modelstream.cancel", 'X'), ("modelstream.retry_job", 'FILE_REFRESH'),
     ("modelstream.import_job", 'IMPORT'), ("modelstream.use_result", 'FORWARD'),
@@ -280,6 +281,9 @@ class MODELSTREAM_PT_options(SidebarPanel, bpy.types.Panel):
     bl_label = "Options"
     bl_parent_id = "MODELSTREAM_PT_generate"
     bl_options = {'DEFAULT_CLOSED'}
+
+    def draw_header_preset(self, context):
+        MODELSTREAM_PT_presets.draw_panel_header(self.layout)
 
     def draw(self, context):
         layout = self.layout

@@ -109,7 +109,7 @@ def test_help_lists_the_commands_and_every_option(addon):
         assert flag in generate
     batch = subprocess.run(cli_command("batch", "--help"), capture_output=True, text=True,
                            timeout=30).stdout
-    for flag in ("--jobs", "--out", "--raw", "--resubmit-uncertain"):
+    for flag in ("--jobs", "--out", "--raw", "--resubmit-uncertain", "--library"):
         assert flag in batch
     assert "--poll-min" not in generate + batch
 
@@ -338,3 +338,62 @@ def test_the_service_flag_reaches_the_add_on(tmp_path, service):
                    "--out", str(tmp_path / "refined.blend"), *FAST)
     assert proc.returncode != 0 and "no refine_model" in proc.stderr, proc.stderr
     assert service.stats()["tasks_created"] == 0
+
+
+LIBRARY = """
+import json, os, sys, bpy
+found = {}
+for name in sorted(os.listdir(sys.argv[1])):
+    if not name.endswith(".blend"):
+        continue
+    with bpy.data.libraries.load(os.path.join(sys.argv[1], name), assets_only=True) as (s, d):
+        d.collections = list(s.collections)
+    [coll] = d.collections
+    data, preview = coll.asset_data, coll.preview
+    found[name] = {"task_id": data.get("modelstream_task_id"), "catalog": data.catalog_id,
+                   "tags": [t.name for t in data.tags], "description": data.description,
+                   "preview": sum(preview.image_size) and sum(preview.image_pixels_float)
+                   if preview is not None else 0,
+                   "meshes": sum(o.type == 'MESH' for o in coll.all_objects)}
+print("FOUND " + json.dumps(found))
+"""
+
+
+def library(tmp_path, folder):
+    """The assets in an asset library folder, as a fresh Blender lists and appends them."""
+    out = python(tmp_path, LIBRARY, str(folder))
+    line = next(line for line in out.splitlines() if line.startswith("FOUND "))
+    return {found["task_id"]: found for found in json.loads(line[len("FOUND "):]).values()}
+
+
+def test_batch_with_library_makes_a_browsable_asset_library(tmp_path, service, addon):
+    (tmp_path / "jobs.jsonl").write_text(
+        '{"id": "chair", "prompt": "a wooden chair", "face_limit": 300}\n'
+        '{"id": "lamp", "prompt": "a desk lamp", "face_limit": 300, "texture": false}\n'
+        '{"id": "poster", "type": "text_to_image", "prompt": "a lamp poster"}\n')
+    out, shelf = tmp_path / "out", tmp_path / "shelf"
+    args = ["batch", "jobs.jsonl", "--out", str(out), "--jobs", "3", *FAST]
+    proc = run_cli(tmp_path, service.url, *args, "--library", str(shelf))
+    assert proc.returncode == 0, proc.stderr
+    rows = summary(out)
+    assert shelf.is_dir(), "--library saved nothing"
+    assets = library(tmp_path, shelf)
+    assert set(assets) == {rows["chair"]["task_id"], rows["lamp"]["task_id"]}  # models only
+    catalog = addon.library.catalog_id("text_to_model")
+    for row_id, words in (("chair", {"wooden", "chair"}), ("lamp", {"desk", "lamp"})):
+        asset = assets[rows[row_id]["task_id"]]
+        assert os.path.dirname(rows[row_id]["library"]) == str(shelf)
+        assert asset["catalog"] == catalog and asset["meshes"] >= 1
+        assert words | {"text_to_model"} <= set(asset["tags"])
+        assert asset["preview"] > 0, f"{row_id}: no preview"
+    assert rows["poster"]["status"] == "done" and rows["poster"]["library"] == ""
+    assert catalog in (shelf / "blender_assets.cats.txt").read_text()
+
+    # The same batch into another library: fetched again, never created again.
+    again = tmp_path / "again"
+    proc = run_cli(tmp_path, service.url, *args, "--library", str(again))
+    assert proc.returncode == 0, proc.stderr
+    assert again.is_dir(), "the rerun added the done rows to no library"
+    assert set(library(tmp_path, again)) == set(assets)
+    assert service.stats()["tasks_created"] == 3
+

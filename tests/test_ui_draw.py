@@ -54,6 +54,12 @@ class Recorder:
 
         assert hasattr(bpy.types, name), name
 
+    def popover(self, panel, **kw):
+        import bpy
+
+        assert hasattr(bpy.types, panel), panel
+        self.shown.append(("popover", panel))
+
     def progress(self, factor=0.0, type='BAR', text=""):
         assert 0.0 <= factor <= 1.0
         self.shown.append(("progress", text))
@@ -112,6 +118,8 @@ class Drawn:
         attr = getattr(self._cls, name, None)
         if callable(attr):
             return attr.__get__(self)
+        if self._data is None:  # a panel's own settings (a preset menu's preset_subdir)
+            return self._cls.__name__ if name == "bl_idname" else getattr(self._cls, name)
         return getattr(self._data, name)
 
 
@@ -188,5 +196,6 @@ def test_preferences_draw(blender):
         prefs.proxy = proxy
         shown = draw(type(prefs), bpy, prefs)
         assert ("operator", "modelstream.test_connection") in shown
+        assert ("prop", "save_results_to_library") in shown
         assert (("prop", "proxy_url") in shown) == (proxy == 'CUSTOM')
     prefs.proxy = 'SYSTEM'

@@ -1,10 +1,12 @@
 """`batch`: one task per row of a JSON Lines or CSV file, resumable, never paying twice.
 
 batch_state.json is replaced atomically at every step, one record per row (id, row, state:
-new | submitting | created | done | failed, task_id, options, output, raw, error, field,
-uncertain), so a rerun fetches instead of creating again; summary.json is written at the
-end (id, row, status: done | failed, task_id, output, raw, error, field, times in seconds
-from the start: started, ready, import, finished). Both are {"version": 1, "jobs": [...]}.
+new | submitting | created | done | failed, task_id, options, output, raw, library, error,
+field, uncertain), so a rerun fetches instead of creating again; summary.json is written at
+the end (id, row, status: done | failed, task_id, output, raw, library, error, field, times
+in seconds from the start: started, ready, import, finished). Both are {"version": 1,
+"jobs": [...]}. With --library DIR each model result is also an asset .blend in DIR
+(`library`); a rerun fetches again, never creates again, a done row not yet in DIR.
 """
 
 import csv
@@ -154,6 +156,7 @@ class Batch:
         self.out = os.path.abspath(args.out)
         self.state_path = os.path.join(self.out, STATE_FILE)
         self.base = os.path.dirname(os.path.abspath(args.file))
+        self.library = os.path.abspath(args.library) if args.library else ""
         self.rows = read_rows(args.file)
         self.orphans = []
         self.start = time.monotonic()
@@ -264,7 +267,8 @@ class Batch:
             row.fail(f"{row.label}: the row changed since task {earlier.get('task_id')} was "
                      "created for it; give it a new id to generate it again.", "id")
             return False
-        if earlier.get("state") == "done" and os.path.exists(earlier.get("output", "")):
+        if (earlier.get("state") == "done" and os.path.exists(earlier.get("output", ""))
+                and self.in_library(row, earlier)):
             return False
         if earlier.get("task_id"):
             row.record.update(state="created", error="", field=None)
@@ -278,6 +282,15 @@ class Batch:
             return False
         row.record.update(state="new", error="", field=None, uncertain=False)
         return True
+
+    def in_library(self, row, earlier):
+        """Whether a done row needs nothing more for --library: no library asked, not a
+        model, or its asset is in DIR."""
+        task_type = {**self.addon.defaults(), **row.options}["task_type"]
+        if not self.library or self.addon.tasks.output_kind(task_type) != "model":
+            return True
+        path = earlier.get("library") or ""
+        return os.path.dirname(path) == self.library and os.path.exists(path)
 
     # Running.
 
@@ -346,8 +359,12 @@ class Batch:
             else:
                 paths = save_result(self.addon, [job], os.path.join(self.out, f"{row.id}.blend"),
                                     self.args.raw)
-                row.record.update(state="done", output=paths[0], raw=paths[1:], error="")
-        except (RuntimeError, OSError) as e:
+                asset = ""
+                if self.library and self.addon.tasks.output_kind(job.body["type"]) == "model":
+                    asset = self.addon.library.save_job(self.bpy.context, job, self.library)
+                row.record.update(state="done", output=paths[0], raw=paths[1:],
+                                  library=asset, error="")
+        except (RuntimeError, OSError, self.addon.errors.ModelStreamError) as e:
             row.fail(f"{row.label}: saving the result failed: {e} (task {job.task_id})")
         row.times["finished"] = self.elapsed()
         if job.credits >= 0:
@@ -376,6 +393,7 @@ class Batch:
                             "task_id": record.get("task_id", ""),
                             "output": record.get("output", "") if status == "done" else "",
                             "raw": record.get("raw", []) if status == "done" else [],
+                            "library": record.get("library", "") if status == "done" else "",
                             "error": error, "field": record.get("field"),
                             "credits": record.get("credits"),
                             "times": row.times})

@@ -132,6 +132,11 @@ def build_parser(option_props, description="", mesh_props=None):
     batch.add_argument("--out", required=True, metavar="DIR", help="output directory")
     batch.add_argument("--jobs", type=_positive_jobs, default=4, metavar="N",
                        help=f"tasks at the service at once, 1-{MAX_JOBS} (default 4)")
+    batch.add_argument("--library", metavar="DIR",
+                       help="also save every model result as an asset in DIR: one .blend "
+                            "each with a preview, tags, its task id and prompt, and a "
+                            "catalog per task type (add DIR in Blender's Preferences > File "
+                            "Paths > Asset Libraries to browse it)")
     batch.add_argument("--resubmit-uncertain", action="store_true",
                        help="send again rows that were being sent when an earlier run "
                             "stopped (they may have been created and charged already)")

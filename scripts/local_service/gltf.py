@@ -85,8 +85,16 @@ def check_glb(data: bytes, limit: int) -> None:
 
 
 def load(data: bytes) -> Model:
-    """The triangle meshes of a GLB's default scene, baked into world space."""
+    """The triangle meshes of a GLB's default scene, baked into world space; ValueError for
+    a document that does not hold together (a dangling index, a missing field)."""
     doc, blob = chunks(data)
+    try:
+        return _model(doc, blob)
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ValueError(f"the GLB's glTF document does not hold together ({exc!r})") from None
+
+
+def _model(doc: dict, blob: bytes) -> Model:
     unreadable = sorted(set(doc.get("extensionsRequired") or ()) & set(UNREADABLE))
     if unreadable:
         raise ValueError(f"the GLB requires {', '.join(unreadable)}, which the local "
@@ -119,9 +127,12 @@ class _Reader:
         else:
             children = {c for node in nodes for c in node.get("children", ())}
             roots = [i for i in range(len(nodes)) if i not in children]
-        stack = [(i, np.eye(4)) for i in roots]
+        stack, seen = [(i, np.eye(4)) for i in roots], set()
         while stack:
             index, parent = stack.pop()
+            if index in seen:  # a node is visited once, even where children loop
+                continue
+            seen.add(index)
             node = nodes[index]
             world = parent @ _local(node)
             if "mesh" in node:

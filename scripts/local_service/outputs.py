@@ -54,7 +54,8 @@ def _generate(task: Task, name: str) -> dict[str, bytes]:
         glb = task.files.get(glb_name) or _generate(task, glb_name)[glb_name]
         return {VERDICT: json.dumps(mesh_tasks.verdict(glb)).encode(), glb_name: glb}
     if task.kind in OWN_MESH_TYPES:
-        return {name: _own_mesh(task)}
+        glb = _own_mesh(task)
+        return {name: pad_glb(glb, task.pad_to) if task.pad_to else glb}
     seed = task.seed()
     if task.kind in MULTIVIEW_IMAGE_TYPES:
         colours = dict.fromkeys(VIEWS, seed)

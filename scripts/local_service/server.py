@@ -2,8 +2,10 @@
 
 Speaks the relay's contract (POST / GET /tripo/v2/openapi/task, all eight task types, and the
 upstream upload and balance endpoints) and Tripo's API v3 (/v3/generation/<route>, /v3/tasks,
-/v3/files, /v3/account/balance), walks every task through queued -> running -> success on a clock,
-and serves procedural GLB / FBX models and PNG images from its own file "CDN". Control
+/v3/files and presigned uploads, /v3/account/balance, and your own mesh in: /v3/models/import and
+/texture, /v3/animations/rig-check, /rig and /retarget), walks every task through queued ->
+running -> success on a clock, and serves procedural GLB / FBX models and PNG images from its
+own file "CDN". Control
 endpoints under /_local/ inject the failures a real service shows (slow replies, 429 / 500,
 dropped connections, failed or unknown tasks, concurrency limits, truncated or corrupt
 downloads, expired URLs), pad the next task's GLB to a size (`{"pad_glb_mb": 100}`, for

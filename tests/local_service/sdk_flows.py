@@ -1,9 +1,11 @@
-"""Drive Tripo's official Python SDK against the local service: `python sdk_flows.py VERSION URL
-KEY OUT_DIR FRONT LEFT RIGHT` prints one JSON object, each flow's task and downloaded files.
+"""Drive Tripo's official Python SDK against the local service: `python sdk_flows.py FLOW URL
+KEY OUT_DIR FILE...` prints one JSON object, each flow's task and downloaded files.
 
-Run in a child process by test_sdk.py: 1.0.0 (in the venv) speaks v3, 0.4.2 (installed apart by
-scripts/venv.sh, reached through PYTHONPATH) speaks v2. Every call is the SDK's own, so a shape
-the double gets wrong fails here, in a client nobody on this project wrote.
+Run in a child process by test_sdk.py: FLOW 1.0.0 (in the venv) speaks v3 and 0.4.2 (installed
+apart by scripts/venv.sh, reached through PYTHONPATH) v2, given FRONT LEFT RIGHT pictures;
+own-mesh (1.0.0) imports SMALL and LARGE GLBs, then textures, rig-checks, rigs and retargets.
+Every call is the SDK's own, so a shape the double gets wrong fails here, in a client nobody on
+this project wrote.
 """
 
 from __future__ import annotations
@@ -63,6 +65,31 @@ async def v2_flows(url: str, key: str, out: str, front: str, left: str, right: s
     return {"runs": runs, "balance": {"balance": balance.balance, "frozen": balance.frozen}}
 
 
+async def own_mesh_flows(url: str, key: str, out: str, small: str, large: str) -> dict:
+    """SDK 1.0.0, your own mesh in: the small GLB goes up through /v3/files, the large one
+    (over the SDK's 50 MB multipart limit) through a presigned PUT; each wave builds on the
+    last one's task."""
+    from tripo3d import Animation, RigSpec, TripoClient
+
+    async with TripoClient(api_key=key, v3_base_url=url) as client:
+        runs = await _finish(client, out, {"import_model": client.import_model(small),
+                                           "import_large": client.import_model(large)})
+        model = runs["import_model"]["task_id"]
+        runs.update(await _finish(client, out, {"texture_model": client.texture_model(
+            model, text_prompt="weathered bronze", texture_seed=5)}))
+        textured = runs["texture_model"]["task_id"]
+        runs.update(await _finish(client, out, {
+            "rig_check": client.rig_check(textured),
+            "rig": client.rig_model(textured, spec=RigSpec.MIXAMO)}))
+        rig = runs["rig"]["task_id"]
+        runs.update(await _finish(client, out, {
+            "retarget": client.retarget_animation(
+                rig, [Animation.WALK, Animation.RUN, Animation.IDLE]),
+            "retarget_one": client.retarget(rig, animation=Animation.JUMP)}))
+        balance = await client.get_balance()
+    return {"runs": runs, "balance": {"balance": balance.balance, "frozen": balance.frozen}}
+
+
 async def _finish(client, out: str, creates: dict) -> dict:
     """Create each task (in order: the SDK uploads local files on the way), then wait for all
     and download each with the SDK's own helpers."""
@@ -76,23 +103,27 @@ async def _finish(client, out: str, creates: dict) -> dict:
             run["files"] = await client.download_task_models(task, out)
             run["rendered"] = await client.download_rendered_image(task, out)
         run["credits"] = getattr(task, "credits_consumed", None)
+        rig_type = getattr(task.output, "rig_type", None)
+        run.update(riggable=getattr(task.output, "riggable", None),
+                   rig_type=getattr(rig_type, "value", rig_type))
         return run
 
     done = await asyncio.gather(*(finish(name, task_id) for name, task_id in ids.items()))
     return dict(zip(ids, done, strict=True))
 
 
-def main(version: str, url: str, key: str, out: str, *pictures: str) -> None:
+def main(flow: str, url: str, key: str, out: str, *files: str) -> None:
     import tripo3d
 
+    version = "1.0.0" if flow == "own-mesh" else flow
     if tripo3d.__version__ != version:
         sys.exit(f"expected tripo3d {version}, imported {tripo3d.__version__} "
                  f"from {tripo3d.__file__}")
     # 0.4.2 would reach for boto3 (an S3 upload) when it is importable; the service is the
     # relay, which takes the direct upload, so the SDK must take its fallback.
     sys.modules["boto3"] = None
-    flows = v3_flows if version.startswith("1.") else v2_flows
-    print(json.dumps(asyncio.run(flows(url, key, out, *pictures))))
+    flows = {"own-mesh": own_mesh_flows, "1.0.0": v3_flows}.get(flow, v2_flows)
+    print(json.dumps(asyncio.run(flows(url, key, out, *files))))
 
 
 if __name__ == "__main__":

@@ -211,3 +211,42 @@ def base_colour(glb: bytes) -> tuple[str, bytes]:
     view = doc["bufferViews"][image["bufferView"]]
     start = view.get("byteOffset", 0)
     return image["mimeType"], blob[start:start + view["byteLength"]]
+
+
+_COMPONENTS = {5121: "u1", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
+_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
+
+
+def accessor(doc, blob, index):
+    """An accessor's values as a (count, width) array (tightly packed views only)."""
+    import numpy as np
+
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    dtype = np.dtype(_COMPONENTS[acc["componentType"]])
+    width = _WIDTHS[acc["type"]]
+    assert view.get("byteStride", dtype.itemsize * width) == dtype.itemsize * width
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    return np.frombuffer(blob, dtype, acc["count"] * width, start).reshape(acc["count"], width)
+
+
+def box_glb(width: float, height: float, depth: float, subdivisions: int = 1) -> bytes:
+    """A box model (trimesh's, so not the service's own writer) without UVs."""
+    import trimesh
+
+    box = trimesh.creation.box(extents=(width, height, depth))
+    for _ in range(subdivisions):
+        box = box.subdivide()
+    return box.export(file_type="glb")
+
+
+def padded_glb(glb: bytes, size: int) -> bytes:
+    """The GLB grown to `size` bytes by zeros at the end of its BIN chunk (no view reads them)."""
+    doc, blob = parse_glb(glb)
+    blob += bytes(size - len(glb) + -(size - len(glb)) % 4)
+    doc["buffers"][0]["byteLength"] = len(blob)
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    return (struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob))
+            + struct.pack("<I4s", len(text), b"JSON") + text
+            + struct.pack("<I4s", len(blob), b"BIN\0") + blob)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from .support import PNG, SDK_KEY, png
+from .support import PNG, SDK_KEY, box_glb, padded_glb, parse_glb, png
+from .test_own_mesh import counts
 
 pytestmark = pytest.mark.local_service
 
@@ -24,11 +25,16 @@ VIEW_FILES = {"front_view", "left_view", "back_view", "right_view"}
 START = 1_000_000
 
 
-def run_sdk(version: str, url: str, out: Path, pythonpath: str | None = None) -> dict:
-    pictures = []
-    for name, data in (("front", PNG), ("left", png(40, 40, 90)), ("right", png(40, 40, 200))):
-        pictures.append(out / f"{name}.png")
-        pictures[-1].write_bytes(data)
+def run_sdk(flow: str, url: str, out: Path, pythonpath: str | None = None,
+            files: dict | None = None) -> dict:
+    """One sdk_flows.py run; `files` (name -> bytes) are written for it, by default the
+    front, left and right pictures."""
+    paths = []
+    files = files or {"front.png": PNG, "left.png": png(40, 40, 90),
+                      "right.png": png(40, 40, 200)}
+    for name, data in files.items():
+        paths.append(out / name)
+        paths[-1].write_bytes(data)
     downloads = out / "downloads"
     downloads.mkdir()
     # No geolocation probe at import: the SDK talks to the local service and nothing else.
@@ -37,12 +43,12 @@ def run_sdk(version: str, url: str, out: Path, pythonpath: str | None = None) ->
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     try:
-        done = subprocess.run([sys.executable, str(FLOWS), version, url, SDK_KEY,
-                               str(downloads), *map(str, pictures)],
+        done = subprocess.run([sys.executable, str(FLOWS), flow, url, SDK_KEY,
+                               str(downloads), *map(str, paths)],
                               capture_output=True, text=True, env=env, timeout=120)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"tripo3d {version} did not finish in 120 s: {exc.stderr}")
-    assert done.returncode == 0, f"tripo3d {version} failed:\n{done.stderr}"
+        pytest.fail(f"tripo3d {flow} did not finish in 120 s: {exc.stderr}")
+    assert done.returncode == 0, f"tripo3d {flow} failed:\n{done.stderr}"
     return json.loads(done.stdout)
 
 
@@ -105,3 +111,39 @@ def test_sdk_0_4_2_completes_every_flow_on_v2(url, tmp_path):
     assert result["balance"] == {"balance": START - spent, "frozen": 0}
     assert seen["requests_by_api"]["v2"]["upload"] == 5 and seen["requests"]["balance"] == 1
     assert set(seen["requests_by_api"]["v3"].values()) == {0}
+
+
+def test_sdk_1_0_0_brings_your_own_mesh_in(url, tmp_path):
+    """import_model (multipart, and presigned past 50 MB), texture_model, rig_check,
+    rig_model, retarget_animation and retarget, each waited for and downloaded by the SDK."""
+    only_api(url, "v3")
+    small = box_glb(0.6, 1.8, 0.4, subdivisions=2)
+    large = padded_glb(small, 51 * 1024 * 1024)
+    result = run_sdk("own-mesh", url, tmp_path, files={"small.glb": small, "large.glb": large})
+    runs = result["runs"]
+    imported = {"model", "pbr_model"}  # no preview: 1.0.0 aliases pbr_model to model_url
+    for name in ("import_model", "import_large", "texture_model", "rig", "retarget",
+                 "retarget_one"):
+        check_files(runs[name], imported)
+    check_files(runs["rig_check"], set())
+    files = {name: Path(runs[name]["files"]["model"]).read_bytes() for name in runs
+             if runs[name]["files"]}
+    assert files["import_model"] == small and files["import_large"] == large
+    assert counts(parse_glb(files["texture_model"])[0]) == counts(parse_glb(small)[0])
+    assert (runs["rig_check"]["riggable"], runs["rig_check"]["rig_type"]) == (True, "biped")
+    rig, _ = parse_glb(files["rig"])
+    assert all(rig["nodes"][j]["name"].startswith("mixamorig:") for j in rig["skins"][0]["joints"])
+    moves, _ = parse_glb(files["retarget"])
+    assert [a["name"] for a in moves["animations"]] == ["preset:walk", "preset:run", "preset:idle"]
+    one, _ = parse_glb(files["retarget_one"])
+    assert [a["name"] for a in one["animations"]] == ["preset:jump"]
+    assert {name: run["credits"] for name, run in runs.items()} == {
+        "import_model": 0, "import_large": 0, "texture_model": 10, "rig_check": 0, "rig": 25,
+        "retarget": 30, "retarget_one": 10}
+    assert {run["type"] for run in runs.values()} == {
+        "import_model", "texture_model", "animate_prerigcheck", "animate_rig",
+        "animate_retarget"}
+    assert result["balance"] == {"balance": START - 75, "frozen": 0}
+    seen = stats(url)
+    # The small file by multipart, the large one's presign by API; its PUT went to the bucket.
+    assert seen["requests_by_api"]["v3"]["upload"] == 2 and seen["requests"]["upload"] == 3
