@@ -226,9 +226,15 @@ def animate(context, opts, root, service=None):
     if not rig_task:
         raise ValidationError("selection", "select a rigged model (made with Rig) to animate.")
     body = model_tasks.next_body(step, rig_task)
-    prepared = runtime.Prepared(body, client, "", placement_for(context, opts, root,
-                                                                _meshes_under(root)))
-    return runtime.submit(context, prepared)
+    placement = {**placement_for(context, opts, root, _meshes_under(root)),
+                 "steps": {**steps_of(root), model_tasks.RIG: rig_task}}
+    return runtime.submit(context, runtime.Prepared(body, client, "", placement))
+
+
+def steps_of(root):
+    """The task ids of the steps a result came from, from its Empty's properties."""
+    found = {kind: root.get(f"modelstream_{kind}_task_id") for kind in model_tasks.TYPES}
+    return {kind: task_id for kind, task_id in found.items() if isinstance(task_id, str)}
 
 
 def _meshes_under(root):

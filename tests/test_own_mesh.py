@@ -218,3 +218,22 @@ def test_a_reference_image_guides_the_texture(blender, addon, v3, tmp_path, sour
     job = addon.runtime.jobs()[-1]
     assert job.state == "IMPORTED", job.error
     assert posts(v3) == ["/v3/files", "/v3/models/import", "/v3/files", "/v3/models/texture"]
+
+
+def test_animate_a_rigged_model_later(blender, addon, v3):
+    bpy = blender
+    bpy.ops.mesh.primitive_cylinder_add(depth=3.0)  # tall: riggable as a biped
+    assert bpy.ops.modelstream.rig(spec="mixamo") == {'FINISHED'}
+    rigged = addon.runtime.jobs()[-1]
+    assert rigged.state == "IMPORTED" and rigged.body["type"] == "animate_rig", rigged.error
+    message = refused(bpy.ops.modelstream.animate)
+    assert "1 to 5" in message  # no preset ticked: nothing sent
+    assert bpy.ops.modelstream.animate(animations={"preset:jump"}) == {'FINISHED'}
+    job = addon.runtime.jobs()[-1]
+    assert job.state == "IMPORTED", job.error
+    assert job.body == {"type": "animate_retarget", "animations": ["preset:jump"],
+                        "original_model_task_id": rigged.task_id}
+    assert posts(v3)[-1] == "/v3/animations/retarget"
+    root = bpy.data.objects[job.imported_as]
+    assert root["modelstream_animate_rig_task_id"] == rigged.task_id
+    assert any("jump" in a.name for a in bpy.data.actions)
