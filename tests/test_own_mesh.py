@@ -40,6 +40,18 @@ def result_of(bpy, job):
     return root, [o for o in root.children_recursive if o.type == 'MESH']
 
 
+def sent_vertices(bpy, import_job):
+    """Vertices of the GLB the import step uploaded, as Blender's importer reads it."""
+    path = os.path.join(import_job.owned, "selection.glb")
+    before = set(bpy.data.objects)
+    bpy.ops.import_scene.gltf(filepath=path)
+    new = [o for o in bpy.data.objects if o not in before]
+    count = sum(len(o.data.vertices) for o in new if o.type == 'MESH')
+    for obj in new:
+        bpy.data.objects.remove(obj)
+    return count
+
+
 def select_only(bpy, *objects):
     for obj in bpy.context.view_layer.objects:
         obj.select_set(obj in objects)
@@ -61,6 +73,8 @@ def test_texture_selected_comes_back_textured_beside_the_untouched_original(
     assert posts(v3) == ["/v3/files", "/v3/models/import", "/v3/models/texture"]
     root, meshes = result_of(bpy, job)
     assert sum(len(m.data.polygons) for m in meshes) == tris  # topology unchanged
+    assert sum(len(m.data.vertices) for m in meshes) == sent_vertices(
+        bpy, addon.runtime.jobs()[-2])
     images = [n.image for m in meshes for slot in m.material_slots
               for n in slot.material.node_tree.nodes if n.type == 'TEX_IMAGE' and n.image]
     assert images and all(i.size[0] > 0 for i in images)
