@@ -250,19 +250,38 @@ def generated_root(context):
 # Operators ------------------------------------------------------------------------------
 
 class MeshOperator(OperatorMeshOptions):
-    """Properties a caller set win; the rest come from the panel's settings."""
+    """Starts a chain with `start`, then lands it: at once headless, from the timer in the
+    GUI. Properties a caller set win; the rest come from the panel's settings."""
 
-    def _options(self, context):
+    bl_options = {'UNDO'}
+    doing = ""  # said when it starts in the GUI
+    needs = ""  # why the button is greyed out when `ready` says no
+
+    @staticmethod
+    def ready(context):
+        return True
+
+    @classmethod
+    def poll(cls, context):
+        if not online_poll(cls):
+            return False
+        if not cls.ready(context):
+            cls.poll_message_set(cls.needs)
+            return False
+        return True
+
+    def execute(self, context):
         settings = context.scene.modelstream_mesh
-        return {name: getattr(self if self.properties.is_property_set(name) else settings,
+        opts = {name: getattr(self if self.properties.is_property_set(name) else settings,
                               name) for name in MESH_OPTION_NAMES}
-
-    def follow(self, context, job, what):
-        """Headless: wait for the chain and land it; in the GUI the timer lands it."""
         context.window_manager.modelstream_error = ""
+        try:
+            job = self.start(context, opts)
+        except errors.ModelStreamError as e:
+            return fail(self, context, str(e))
         if not bpy.app.background:
             runtime.follow(context, job)
-            self.report({'INFO'}, f"ModelStream: {what} started")
+            self.report({'INFO'}, f"ModelStream: {self.doing} started")
             return {'FINISHED'}
         last = runtime.wait(context, job)
         problem = runtime.outcome(context, last)
@@ -272,29 +291,21 @@ class MeshOperator(OperatorMeshOptions):
         return {'FINISHED'}
 
 
+def _has_mesh(context):
+    return any(o.type == 'MESH' for o in context.selected_objects)
+
+
 class MODELSTREAM_OT_texture_selected(MeshOperator, bpy.types.Operator):
     """Texture the selected meshes with ModelStream (Tripo API v3): the result comes back
     beside them; they are not changed"""
 
     bl_idname = "modelstream.texture_selected"
     bl_label = "Texture Selected"
-    bl_options = {'UNDO'}
+    doing, needs = "texturing", "Select the mesh objects to texture"
+    ready = staticmethod(_has_mesh)
 
-    @classmethod
-    def poll(cls, context):
-        if not online_poll(cls):
-            return False
-        if not any(o.type == 'MESH' for o in context.selected_objects):
-            cls.poll_message_set("Select the mesh objects to texture")
-            return False
-        return True
-
-    def execute(self, context):
-        try:
-            job = texture_selected(context, self._options(context))
-        except errors.ModelStreamError as e:
-            return fail(self, context, str(e))
-        return self.follow(context, job, "texturing")
+    def start(self, context, opts):
+        return texture_selected(context, opts)
 
 
 class MODELSTREAM_OT_rig(MeshOperator, bpy.types.Operator):
@@ -303,24 +314,14 @@ class MODELSTREAM_OT_rig(MeshOperator, bpy.types.Operator):
 
     bl_idname = "modelstream.rig"
     bl_label = "Rig"
-    bl_options = {'UNDO'}
+    doing, needs = "rigging", "Select a generated model or mesh objects to rig"
 
-    @classmethod
-    def poll(cls, context):
-        if not online_poll(cls):
-            return False
-        if generated_root(context) is None and not any(
-                o.type == 'MESH' for o in context.selected_objects):
-            cls.poll_message_set("Select a generated model or mesh objects to rig")
-            return False
-        return True
+    @staticmethod
+    def ready(context):
+        return generated_root(context) is not None or _has_mesh(context)
 
-    def execute(self, context):
-        try:
-            job = rig(context, self._options(context), generated_root(context))
-        except errors.ModelStreamError as e:
-            return fail(self, context, str(e))
-        return self.follow(context, job, "rigging")
+    def start(self, context, opts):
+        return rig(context, opts, generated_root(context))
 
 
 class MODELSTREAM_OT_animate(MeshOperator, bpy.types.Operator):
@@ -329,23 +330,14 @@ class MODELSTREAM_OT_animate(MeshOperator, bpy.types.Operator):
 
     bl_idname = "modelstream.animate"
     bl_label = "Animate"
-    bl_options = {'UNDO'}
+    doing, needs = "animating", "Select a model rigged with Rig"
 
-    @classmethod
-    def poll(cls, context):
-        if not online_poll(cls):
-            return False
-        if not rig_task_of(generated_root(context)):
-            cls.poll_message_set("Select a model rigged with Rig")
-            return False
-        return True
+    @staticmethod
+    def ready(context):
+        return bool(rig_task_of(generated_root(context)))
 
-    def execute(self, context):
-        try:
-            job = animate(context, self._options(context), generated_root(context))
-        except errors.ModelStreamError as e:
-            return fail(self, context, str(e))
-        return self.follow(context, job, "animating")
+    def start(self, context, opts):
+        return animate(context, opts, generated_root(context))
 
 
 CLASSES = (MODELSTREAM_PG_mesh, MODELSTREAM_OT_texture_selected, MODELSTREAM_OT_rig,

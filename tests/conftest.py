@@ -145,6 +145,18 @@ class InstalledAddon:
 
 
 @pytest.fixture
+def v3(blender, service, monkeypatch):
+    """The add-on on Tripo API v3, through a relay that notes each request's path."""
+    from tests.relay import Relay
+
+    relay = Relay(service.url)
+    monkeypatch.setenv("MODELSTREAM_SERVICE", "tripo-v3")
+    monkeypatch.setenv("MODELSTREAM_BASE_URL", relay.url)
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
 def blender(addon, service, monkeypatch):
     """A clean scene, online access on, the key and URL from the environment."""
     import bpy

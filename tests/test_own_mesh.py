@@ -7,16 +7,6 @@ import pytest
 
 from modelstream_addon import model_tasks, tasks
 from tests.conftest import refused
-from tests.relay import Relay
-
-
-@pytest.fixture
-def v3(blender, service, monkeypatch):
-    relay = Relay(service.url)
-    monkeypatch.setenv("MODELSTREAM_SERVICE", "tripo-v3")
-    monkeypatch.setenv("MODELSTREAM_BASE_URL", relay.url)
-    yield relay
-    relay.close()
 
 
 def posts(relay):

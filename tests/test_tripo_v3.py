@@ -5,17 +5,7 @@ the local service's v3 paths (issue 10), through a relay that notes each request
 import pytest
 
 from tests.conftest import ADDON, wait_until, write_png
-from tests.relay import Relay
 from tests.test_ui_draw import draw
-
-
-@pytest.fixture
-def v3(blender, service, monkeypatch):
-    relay = Relay(service.url)
-    monkeypatch.setenv("MODELSTREAM_SERVICE", "tripo-v3")
-    monkeypatch.setenv("MODELSTREAM_BASE_URL", relay.url)
-    yield relay
-    relay.close()
 
 
 def paths(relay, method):
