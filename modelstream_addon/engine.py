@@ -72,7 +72,7 @@ class Engine:
             self._journal = history.TaskJournal(history_path)
             self._writer = history.HistoryWriter(history_path)
             if load_async:
-                self._loader = self.call(self._load, history_path,
+                self._loader = self.call(self._load, history_path, True,
                                          name="modelstream-history-load")
             else:
                 self._merge(self._load(history_path))
@@ -271,10 +271,12 @@ class Engine:
             self._save()
             self._writer.close()
 
-    def _load(self, path):
+    def _load(self, path, encode=False):
         """The history's jobs and their records, with the task ids the journal caught
-        adopted (written to the history before the journal lets go of them). Changes no
-        engine state, so it may run on a thread; `take_history` merges what it returns."""
+        adopted (written to the history before the journal lets go of them), and with
+        `encode` the records' JSON for the writer (else its first save would encode them
+        all, while the user works). Changes no engine state, so it may run on a thread;
+        `take_history` merges what it returns."""
         jobs, records = {}, {}
 
         def keep(job):
@@ -287,7 +289,7 @@ class Engine:
         if noted:
             history.write_atomic(path, list(records.values()))
             self._journal.clear()
-        return jobs, records
+        return jobs, records, history.HistoryWriter.encoded(records.values()) if encode else None
 
     def _restored(self, record):
         """A job from a record history.load checked. A path outside the engine's folders is
@@ -309,7 +311,9 @@ class Engine:
 
     def _merge(self, loaded):
         """The history's jobs first, then the ones submitted while it loaded."""
-        jobs, records = loaded
+        jobs, records, texts = loaded
+        if texts is not None:
+            self._writer.known(texts)
         jobs.update(self.jobs)
         records.update(self._records)
         self.jobs, self._records = jobs, records

@@ -358,8 +358,12 @@ def _document(texts):
     return f'{{"version": {VERSION}, "jobs": [\n{jobs}\n]}}\n'
 
 
+def _record_text(record):
+    return json.dumps(record, indent=1)
+
+
 def write_atomic(path, records):
-    write_text_atomic(path, _document(json.dumps(r, indent=1) for r in records))
+    write_text_atomic(path, _document(_record_text(r) for r in records))
 
 
 class TaskJournal:
@@ -443,12 +447,22 @@ class HistoryWriter:
     def save(self, records):
         self._queue.put(records)
 
+    @staticmethod
+    def encoded(records):
+        """What the writer keeps of `records`: {id: (record, its JSON text)}."""
+        return {record["id"]: (record, _record_text(record)) for record in records}
+
+    def known(self, texts):
+        """Records `encoded` elsewhere (on the thread that loaded the history), so the first
+        write encodes only what changed since, not thousands of jobs. Before any save."""
+        self._texts = texts
+
     def _encode(self, records):
         texts = {}
         for record in records:
             cached = self._texts.get(record["id"])
             if cached is None or cached[0] is not record:
-                cached = (record, json.dumps(record, indent=1))
+                cached = (record, _record_text(record))
             texts[record["id"]] = cached
         self._texts = texts
         return _document(text for _, text in texts.values())
