@@ -80,6 +80,7 @@ def submit(task_type="text_to_model", *, context=None, service=None, **options):
 def wait(job_ids, *, timeout=None, context=None):
     """Block until the jobs are done and imported; returns a Result per job, in order."""
     context = context or bpy.context
+    runtime.wait_history()  # a job id from an earlier session is in the history
     single = isinstance(job_ids, str)
     results = []
     for job_id in [job_ids] if single else list(job_ids):

@@ -7,6 +7,11 @@ Headless, `wait()` blocks on the same queue, so one code path serves both. At mo
 `max_concurrent` jobs are at the service at once; the rest wait here, in order. Every job
 is kept in a history file, so tasks still running when Blender closed resume later.
 
+The history loads at once, or (in the GUI) on a thread so that enabling the add-on never
+waits for thousands of records: until `tick()` merges it in, the table holds only the jobs
+submitted since, and nothing is written to the history file, so a partial table never
+replaces it. Task ids still reach the task journal at once.
+
 Files: each job downloads into its own folder, downloads/<job id>/, named by the engine;
 a path read back from the history is kept only when it lies in the engine's folders, and
 nothing is deleted outside them (paths.py checks the resolved path right before).
@@ -45,8 +50,9 @@ VOLATILE = frozenset(("progress", "message", "status", "queuing_num", "running_l
 class Engine:
     def __init__(self, download_dir, *, max_concurrent=4, poll_min=2.0, poll_max=30.0,
                  time_limit=1800.0, unknown_limit=120.0, max_download=512 * 1024 * 1024,
-                 history_path=None, max_history=200, inputs_dir=None):
-        """`inputs_dir` holds the jobs' own input folders (deleted with their job)."""
+                 history_path=None, max_history=200, inputs_dir=None, load_async=False):
+        """`inputs_dir` holds the jobs' own input folders (deleted with their job);
+        `load_async` reads the history on a thread (see `take_history`)."""
         self.inputs_dir = inputs_dir
         self.settings = worker.Settings(download_dir, poll_min, poll_max, time_limit,
                                         unknown_limit, max_download)
@@ -63,18 +69,15 @@ class Engine:
         self._dirty = False
         self._writer = None
         self._journal = None
+        self._loader = None
         if history_path:
             self._journal = history.TaskJournal(history_path)
-            records = history.load(history_path)
-            noted = self._journal.read()
-            stepped = self._journal.stepped()
-            self._restore(records)
-            self._adopt(noted, _mtime(history_path))
-            self._stepped(stepped)
             self._writer = history.HistoryWriter(history_path)
-            if noted or stepped:
-                history.write_atomic(history_path, list(self._records.values()))
-                self._journal.clear()
+            if load_async:
+                self._loader = self.call(self._load, history_path, True,
+                                         name="modelstream-history-load")
+            else:
+                self._merge(self._load(history_path))
 
     # Main thread --------------------------------------------------------------------
 
@@ -181,8 +184,9 @@ class Engine:
         """The CLI's hidden --poll-min, for benchmarks."""
         self.settings.poll_min = value
 
-    def call(self, fn, *args):
-        """Run a one-off network call on its own thread; returns a Future to poll."""
+    def call(self, fn, *args, name="modelstream-call"):
+        """Run a one-off call (a network request, the history's load) on its own thread;
+        returns a Future to poll."""
         future = concurrent.futures.Future()
 
         def run():
@@ -191,7 +195,7 @@ class Engine:
             except BaseException as e:
                 future.set_exception(e)
 
-        threading.Thread(target=run, name="modelstream-call", daemon=True).start()
+        threading.Thread(target=run, name=name, daemon=True).start()
         return future
 
     def cancel(self, job_id):
@@ -233,8 +237,33 @@ class Engine:
         """1-based place among jobs waiting for a slot here, or 0."""
         return self.queue_positions().get(job_id, 0)
 
+    @property
+    def loading(self):
+        """The history is still being read on its thread: only new jobs are in the table."""
+        return self._loader is not None
+
+    def take_history(self, timeout=0.0):
+        """Merge in the history its thread has read (waiting up to `timeout` seconds), the
+        new jobs after it; then prune and save the whole table, held until now (the file
+        already holds the history: with no new job and nothing to prune, nothing is
+        written). True when this call merged it. Main thread; linear in the jobs."""
+        if self._loader is None:
+            return False
+        try:
+            loaded = self._loader.result(timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+        self._loader = None
+        new = bool(self.jobs)
+        self._merge(loaded)
+        if new or len(self.jobs) > self.max_history:
+            self._prune()
+        return True
+
     def tick(self):
-        """Apply what the workers posted; never blocks. Returns the jobs that changed."""
+        """Take in the history once read, apply what the workers posted; never blocks.
+        Returns the jobs that changed."""
+        self.take_history()
         changed = {}
         while True:
             try:
@@ -269,59 +298,57 @@ class Engine:
         with self._slots:
             self._slots.notify_all()
         if self._writer is not None:
+            self.take_history(10.0)  # else the save stays held: the journal has the task ids
             self._save()
             self._writer.close()
 
-    def _restore(self, records):
-        """Jobs from records history.load checked. A path outside the engine's folders is
+    def _load(self, path, encode=False):
+        """The history's jobs and their records, with the task ids the journal caught
+        adopted (written to the history before the journal lets go of them), and with
+        `encode` the records' JSON for the writer (else its first save would encode them
+        all, while the user works). Changes no engine state, so it may run on a thread;
+        `take_history` merges what it returns."""
+        jobs, records = {}, {}
+
+        def keep(job):
+            jobs[job.id], records[job.id] = job, history.record_of(job)
+
+        for record in history.load(path):
+            keep(self._restored(record))
+        noted, stepped = self._journal.read(), self._journal.stepped()
+        _adopt(jobs, keep, noted, _mtime(path))
+        _stepped(jobs, keep, stepped)
+        if noted or stepped:
+            history.write_atomic(path, list(records.values()))
+            self._journal.clear()
+        return jobs, records, history.HistoryWriter.encoded(records.values()) if encode else None
+
+    def _restored(self, record):
+        """A job from a record history.load checked. A path outside the engine's folders is
         re-derived from the job's id (a missing file is fetched again on import)."""
-        for record in records:
-            job = Job(body=record.get("body") or {}, id=record["id"])
-            for name in history.FIELDS:
-                if name in record and name != "id":
-                    setattr(job, name, record[name])
-            if job.output_path:
-                job.output_path = self._local(job, job.output_path,
-                                              f"model.{job.output_format or 'glb'}")
-            local = ((name, self._local(job, path, f"{name}.png")) for name, path in job.images)
-            job.images = [(name, path) for name, path in local if path]
-            if not self._owns(job.owned):
-                job.owned = ""
-            if not job.done and not job.task_id:
-                job.state, job.error, job.message = FAILED, LOST_NOTE, LOST_NOTE
-            self._add(job)
+        job = Job(body=record.get("body") or {}, id=record["id"])
+        for name in history.FIELDS:
+            if name in record and name != "id":
+                setattr(job, name, record[name])
+        if job.output_path:
+            job.output_path = self._local(job, job.output_path,
+                                          f"model.{job.output_format or 'glb'}")
+        local = ((name, self._local(job, path, f"{name}.png")) for name, path in job.images)
+        job.images = [(name, path) for name, path in local if path]
+        if not self._owns(job.owned):
+            job.owned = ""
+        if not job.done and not job.task_id:
+            job.state, job.error, job.message = FAILED, LOST_NOTE, LOST_NOTE
+        return job
 
-    def _adopt(self, noted, saved_at):
-        """Task ids the journal caught that the history missed (the process died first):
-        such a job follows its task again instead of being flagged as lost. A job the
-        history no longer has comes back only if the history was not written since (else
-        it was removed on purpose)."""
-        for job_id, (task_id, task_type, when) in noted.items():
-            job = self.jobs.get(job_id)
-            if job is None:
-                if when <= saved_at:
-                    continue
-                job = Job(body={"type": task_type}, id=job_id)
-                self._add(job)
-            elif job.task_id:
-                continue
-            if (job.state == FAILED and job.error == LOST_NOTE) or not job.done:
-                job.state, job.error = QUEUED, ""
-                job.message = "Task id recovered after a crash"
-            job.task_id = task_id
-            self._touch(job)
-
-    def _stepped(self, stepped):
-        """Chain steps that went on before Blender stopped, though the history had not
-        been written since: they are done, never sent on twice."""
-        for job_id in stepped:
-            job = self.jobs.get(job_id)
-            if job is not None and job.then:
-                job.then = []
-                if job.state == READY:
-                    job.state = IMPORTED
-                    job.message = "Step done; the next step was sent before Blender stopped"
-                self._touch(job)
+    def _merge(self, loaded):
+        """The history's jobs first, then the ones submitted while it loaded."""
+        jobs, records, texts = loaded
+        if texts is not None:
+            self._writer.known(texts)
+        jobs.update(self.jobs)
+        records.update(self._records)
+        self.jobs, self._records = jobs, records
 
     def _local(self, job, path, name):
         """`path` when it is in the download folder, else downloads/<job id>/<name> ('' when
@@ -369,7 +396,7 @@ class Engine:
 
     def _save(self):
         self._dirty = False
-        if self._writer is not None:
+        if self._writer is not None and self._loader is None:  # else the merge saves all
             self._writer.save(list(self._records.values()))
 
     def _save_if_dirty(self):
@@ -377,7 +404,10 @@ class Engine:
             self._save()
 
     def _prune(self):
-        """Keep the history bounded: the oldest finished jobs go, with their files."""
+        """Keep the history bounded: the oldest finished jobs go, with their files (once the
+        history is in: the merge prunes)."""
+        if self._loader is not None:
+            return
         finished = sorted((j for j in self.jobs.values() if j.done), key=lambda j: j.created)
         self._forget(finished[:max(0, len(self.jobs) - self.max_history)])
         self._save()
@@ -456,6 +486,39 @@ class Engine:
         with self._slots:
             self._running -= 1
             self._slots.notify_all()
+
+
+def _adopt(jobs, keep, noted, saved_at):
+    """Task ids the journal caught that the history missed (the process died first): such a
+    job follows its task again instead of being flagged as lost. A job the history no
+    longer has comes back only if the history was not written since (else it was removed
+    on purpose). `keep` records a changed or new job."""
+    for job_id, (task_id, task_type, when) in noted.items():
+        job = jobs.get(job_id)
+        if job is None:
+            if when <= saved_at:
+                continue
+            job = Job(body={"type": task_type}, id=job_id)
+        elif job.task_id:
+            continue
+        if (job.state == FAILED and job.error == LOST_NOTE) or not job.done:
+            job.state, job.error = QUEUED, ""
+            job.message = "Task id recovered after a crash"
+        job.task_id = task_id
+        keep(job)
+
+
+def _stepped(jobs, keep, stepped):
+    """Chain steps that went on before Blender stopped, though the history had not been
+    written since: they are done, never sent on twice."""
+    for job_id in stepped:
+        job = jobs.get(job_id)
+        if job is not None and job.then:
+            job.then = []
+            if job.state == READY:
+                job.state = IMPORTED
+                job.message = "Step done; the next step was sent before Blender stopped"
+            keep(job)
 
 
 def _mtime(path):

@@ -76,7 +76,7 @@ def load(path):
     constants = []
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=lambda name: constants.append(name) or float(name))
+        data = _parse(text, lambda name: constants.append(name) or float(name))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
@@ -104,6 +104,31 @@ def load(path):
     if bad:
         _set_aside(path, raw, side, good, bad)
     return good
+
+
+_HEAD, _TAIL, _NEXT = f'{{"version": {VERSION}, "jobs": [\n', "\n]}\n", "\n},\n{"
+SLICE = 64 * 1024
+
+
+def _parse(text, parse_constant):
+    """json.loads(text), a slice of records at a time for a file as `write_atomic` writes
+    it: the C parser holds the GIL for its whole input (0.1 s for 5,000 jobs), which would
+    stall Blender's main thread while the history loads on a thread. A record's inner
+    lines are indented and a string holds no raw line break, so "\n},\n{" only ever ends a
+    record; a slice cut anywhere else does not parse, and then the whole file is parsed at
+    once, as before."""
+    if not (text.startswith(_HEAD) and text.endswith(_TAIL)):
+        return json.loads(text, parse_constant=parse_constant)
+    body, jobs, start = text[len(_HEAD):-len(_TAIL)], [], 0
+    try:
+        while start < len(body):
+            end = body.find(_NEXT, start + SLICE)
+            end = len(body) if end < 0 else end + 2
+            jobs.extend(json.loads(f"[{body[start:end]}]", parse_constant=parse_constant))
+            start = end + 2
+    except (ValueError, RecursionError):
+        return json.loads(text, parse_constant=parse_constant)
+    return {"version": VERSION, "jobs": jobs}
 
 
 def rejected_path(path):
@@ -354,19 +379,33 @@ def _document(texts):
     return f'{{"version": {VERSION}, "jobs": [\n{jobs}\n]}}\n'
 
 
+def _record_text(record):
+    return json.dumps(record, indent=1)
+
+
 def write_atomic(path, records):
-    write_text_atomic(path, _document(json.dumps(r, indent=1) for r in records))
+    write_text_atomic(path, _document(_record_text(r) for r in records))
 
 
 class TaskJournal:
     """Task ids the moment the service returns them, appended and synced from the worker
     thread: a process that dies before the main thread saves the history (a script that
     submits and crashes) still knows every paid task. Folded into the history on the next
-    start."""
+    start.
+
+    `read` and `clear` see only what earlier runs noted (the file as it was when the
+    journal was made): in the GUI the history loads on a thread while new jobs already
+    note their task ids, and those must stay until the history holds them."""
+
+    LIMIT = 4 * 1024 * 1024
 
     def __init__(self, history_path):
         self.path = history_path + ".tasks"
         self._lock = threading.Lock()
+        try:
+            self._earlier = os.path.getsize(self.path)
+        except OSError:
+            self._earlier = 0
 
     def note(self, job_id, task_id, task_type):
         self._append({"id": job_id, "task_id": task_id, "type": task_type,
@@ -389,14 +428,14 @@ class TaskJournal:
             os.fsync(f.fileno())
 
     def _entries(self):
-        """The journal's sound lines: objects naming a job id."""
-        try:
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                lines = f.read(4 * 1024 * 1024).splitlines()
-        except OSError:
-            return []
+        """The sound lines earlier runs noted: objects naming a job id."""
         found = []
-        for line in lines:
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read(min(self._earlier, self.LIMIT))
+        except OSError:
+            return found
+        for line in data.decode("utf-8", errors="replace").splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
@@ -419,8 +458,16 @@ class TaskJournal:
         return found
 
     def clear(self):
+        """Drop what earlier runs noted; lines noted since stay."""
         with self._lock, contextlib.suppress(OSError):
-            os.remove(self.path)
+            with open(self.path, "rb") as f:
+                f.seek(self._earlier)
+                since = f.read()
+            if since:
+                write_text_atomic(self.path, since.decode("utf-8", errors="replace"))
+            else:
+                os.remove(self.path)
+            self._earlier = 0
 
 
 class HistoryWriter:
@@ -441,12 +488,22 @@ class HistoryWriter:
     def save(self, records):
         self._queue.put(records)
 
+    @staticmethod
+    def encoded(records):
+        """What the writer keeps of `records`: {id: (record, its JSON text)}."""
+        return {record["id"]: (record, _record_text(record)) for record in records}
+
+    def known(self, texts):
+        """Records `encoded` elsewhere (on the thread that loaded the history), so the first
+        write encodes only what changed since, not thousands of jobs. Before any save."""
+        self._texts = texts
+
     def _encode(self, records):
         texts = {}
         for record in records:
             cached = self._texts.get(record["id"])
             if cached is None or cached[0] is not record:
-                cached = (record, json.dumps(record, indent=1))
+                cached = (record, _record_text(record))
             texts[record["id"]] = cached
         self._texts = texts
         return _document(text for _, text in texts.values())

@@ -5,7 +5,9 @@ Every caller (operators, the Python API, the command line, the timer) goes throu
 `prepare` (validate, capture, build the body: nothing spent yet), `submit`, then `land`
 (the one import of a READY job: placement, note, undo step, history, failure). Only the
 main thread calls in here. A persistent timer drains the engine in the GUI; headless,
-`wait()` blocks on the same engine instead.
+`wait()` blocks on the same engine instead. In the GUI the history loads on a thread, so
+enabling the add-on stays quick: the timer takes it in, then resumes its unfinished tasks;
+whatever reads old jobs for a script waits for it (`wait_history`).
 """
 
 import dataclasses
@@ -21,6 +23,7 @@ from .job import IMPORTED, READY
 
 TICK_SECONDS = 0.2
 SESSION_START = time.time()  # the add-on's modules load anew when it is enabled
+HISTORY_WAIT = 30.0  # seconds a script waits for the history to load before going on
 RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
 _auto_import = {}  # job id -> note: jobs this session imports when they become READY
@@ -40,10 +43,38 @@ def engine():
         history = bpy.utils.extension_path_user(__package__, create=True)
         _engine = engine_mod.Engine(downloads, history_path=f"{history}/history.json",
                                     max_history=preferences.get().max_history,
-                                    inputs_dir=inputs.inputs_dir())
+                                    inputs_dir=inputs.inputs_dir(),
+                                    load_async=_load_async())
         joblist.bind(_engine)
         apply_preferences()
     return _engine
+
+
+def _load_async():
+    """The GUI reads the history on a thread (enabling never waits for it); headless, a
+    script reads it at once, so it loads before `engine()` returns. A function, so that
+    bench_jobs.py can time the GUI's path in the bpy module, which is always background."""
+    return not bpy.app.background
+
+
+def wait_history():
+    """Take in the history now, waiting up to HISTORY_WAIT seconds for its thread: for
+    whatever reads old jobs (scripts, the edit check). Headless it is always in."""
+    if engine().loading and engine().take_history(HISTORY_WAIT):
+        _history_in(bpy.context.window_manager)
+
+
+def history_loading():
+    """Whether the history is still loading (the panel says so)."""
+    return _engine is not None and _engine.loading
+
+
+def _history_in(wm):
+    """The history was just merged in: list its jobs, follow its unfinished tasks."""
+    if wm is not None:
+        sync(wm)
+        _redraw(wm)
+    resume()
 
 
 def apply_preferences(context=None):
@@ -56,7 +87,8 @@ def apply_preferences(context=None):
 
 
 def start():
-    """On enable: load the history, resume unfinished tasks, and tick in the GUI."""
+    """On enable: load the history, resume unfinished tasks, and tick in the GUI (where the
+    history loads on a thread: the timer takes it in and resumes them then)."""
     resume()
     if not bpy.app.background:
         bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
@@ -144,8 +176,12 @@ def _redraw(wm):
 
 
 def tick(wm):
-    """Apply worker results and land the jobs waiting for it. Never blocks."""
+    """Take in the history once read, apply worker results and land the jobs waiting for
+    it. Never blocks."""
+    loading = engine().loading
     changed = engine().tick()
+    if loading and not engine().loading:
+        _history_in(wm)
     running = joblist.update(wm, changed)
     if any(j.done for j in changed):
         refresh_balance()
@@ -164,6 +200,7 @@ def tick(wm):
 
 def jobs():
     """The engine's jobs, oldest first (for scripts and the command line)."""
+    wait_history()
     return list(engine().jobs.values())
 
 
@@ -263,6 +300,7 @@ def _source_job(body):
     source = body.get("original_task_id")
     if body.get("type") != "edit_multiview_image" or not source:
         return None
+    wait_history()
     return next((j for j in engine().jobs.values() if j.task_id == source), None)
 
 

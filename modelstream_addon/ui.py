@@ -191,6 +191,8 @@ class MODELSTREAM_PT_jobs(SidebarPanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         wm = context.window_manager
+        if runtime.history_loading():
+            layout.label(text="Loading history...", icon='TIME')
         layout.template_list("MODELSTREAM_UL_jobs", "", wm, "modelstream_jobs", wm,
                              "modelstream_job_index", rows=3)
         row = layout.row(align=True)

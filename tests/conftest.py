@@ -7,8 +7,10 @@ import time, for the whole session.
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -63,6 +65,42 @@ def wait_until(predicate, timeout, message, interval=0.02):
             pytest.fail(f"after {timeout} s: {message}")
         time.sleep(interval)
     return value
+
+
+class SlowHistory:
+    """A history file that cannot be read until the test says so: `path` becomes a named
+    pipe holding `records`, and a reader waits in open() until `feed()` (or the deadline,
+    so that nothing hangs). While it is a pipe, nothing has replaced the file."""
+
+    def __init__(self, path, records, deadline=30):
+        from modelstream_addon import history
+
+        self.path = str(path)
+        plain = self.path + ".plain"
+        history.write_atomic(plain, records)
+        with open(plain, encoding="utf-8") as f:
+            text = f.read()
+        os.remove(plain)
+        os.mkfifo(self.path)
+        self.fed = threading.Event()
+        self._go = threading.Event()
+        threading.Thread(target=self._feed, args=(text, deadline), daemon=True).start()
+
+    def _feed(self, text, deadline):
+        self._go.wait(deadline)
+        with open(self.path, "w", encoding="utf-8") as f:  # waits for a reader
+            self.fed.set()
+            f.write(text)
+
+    def feed(self):
+        self._go.set()
+
+    def replaced(self):
+        """Whether something wrote a file in the pipe's place."""
+        return not stat.S_ISFIFO(os.lstat(self.path).st_mode)
+
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 
 
 def task_input(service, task_id):

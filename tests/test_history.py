@@ -10,7 +10,7 @@ from modelstream_addon import engine as engine_mod
 from modelstream_addon import history
 from modelstream_addon import job as job_mod
 from modelstream_addon.client import ModelStreamClient
-from tests.conftest import KEY, wait_until
+from tests.conftest import KEY, SlowHistory, needs_fifo, wait_until
 
 BODY = {"type": "text_to_model", "prompt": "a small crate", "face_limit": 400}
 
@@ -24,6 +24,19 @@ def make_engine(tmp_path, **kw):
                              history_path=str(tmp_path / "history.json"), **kw)
 
 
+def taken_in(eng):
+    """Wait until tick() has taken in the history its thread read."""
+    wait_until(lambda: eng.tick() is not None and not eng.loading, 30,
+               "the history read on a thread was never taken in")
+    return eng
+
+
+def loaded(tmp_path, load_async, **kw):
+    """An engine with its history in: read at once (headless) or on a thread (the GUI)."""
+    return taken_in(make_engine(tmp_path, load_async=load_async, **kw))
+
+
+BOTH_WAYS = pytest.mark.parametrize("load_async", [False, True], ids=["at-once", "on-a-thread"])
 
 
 def test_every_job_is_recorded_without_the_key(service, tmp_path):
@@ -127,12 +140,13 @@ def test_refetch_downloads_again_when_the_cache_is_gone(service, tmp_path):
     assert job.state == job_mod.READY and os.path.exists(job.output_path)
 
 
+@BOTH_WAYS
 @pytest.mark.parametrize("bad", [b"{not json", b"[]", json.dumps({"jobs": "x"}).encode(),
                                  b"\xff\xfe not utf-8", b"[" * 100_000, b""])
 def test_a_file_that_is_not_a_history_is_renamed_aside_never_overwritten(
-        tmp_path, bad, capsys):
+        tmp_path, bad, capsys, load_async):
     (tmp_path / "history.json").write_bytes(bad)
-    eng = make_engine(tmp_path)
+    eng = loaded(tmp_path, load_async)
     assert eng.jobs == {}
     eng.shutdown()
     (aside,) = tmp_path.glob("history.json.corrupt-*")
@@ -159,10 +173,11 @@ DAMAGED = [
 ]
 
 
-def test_damaged_records_are_set_aside_once_and_the_rest_loads(tmp_path, capsys):
+@BOTH_WAYS
+def test_damaged_records_are_set_aside_once_and_the_rest_loads(tmp_path, capsys, load_async):
     path = tmp_path / "history.json"
     history.write_atomic(str(path), [good_record(1), *DAMAGED, good_record(2)])
-    eng = make_engine(tmp_path)
+    eng = loaded(tmp_path, load_async)
     report = capsys.readouterr().out
     assert report.count("damaged job record") == 1, report
     assert f"{len(DAMAGED)} damaged" in report
@@ -180,7 +195,7 @@ def test_damaged_records_are_set_aside_once_and_the_rest_loads(tmp_path, capsys)
     assert [r["record"] for r in rejected] == json.loads(
         json.dumps(DAMAGED)), "the side file must hold every damaged record as it was"
     assert "'id'" in rejected[1]["reason"] and "'created'" in rejected[2]["reason"]
-    again = make_engine(tmp_path)
+    again = loaded(tmp_path, load_async)
     assert "damaged" not in capsys.readouterr().out, "reported once, not at every start"
     assert set(again.jobs) == set(eng.jobs)
     again.shutdown()
@@ -273,3 +288,96 @@ def test_an_input_folder_outside_the_inputs_is_never_deleted_with_its_job(servic
     eng.shutdown()
     assert (outside / "project" / "scene.blend").exists(), "a job deleted a user's folder"
     assert not (inputs / "0123456789ab").exists()
+
+
+def test_a_history_read_in_slices_is_the_whole_file(tmp_path, monkeypatch):
+    """The file is parsed a slice of records at a time (the parser holds the GIL for its
+    whole input); a cut after every record, or one inside a record laid out by hand, gives
+    the same records as parsing it whole."""
+    monkeypatch.setattr(history, "SLICE", 1)
+    trap = {**BODY, "nested": [{"a": 1}, {"b": [{}, {"c": "},\n{"}]}]}
+    records = [good_record(n, body=trap) for n in range(1, 30)]
+    path = tmp_path / "history.json"
+    history.write_atomic(str(path), records)
+    assert history.load(str(path)) == [history.check(r) for r in records]
+    head, tail = '{"version": 1, "jobs": [\n', "\n]}\n"
+    by_hand = ('{"id": "00000000000a", "body": {"type": "text_to_model", "v": [{"a": 1\n},\n'
+               '{"b": 2}]}\n},\n{"id": "00000000000b", "body": {}\n}')
+    path.write_text(head + by_hand + tail)
+    assert [r["body"] for r in history.load(str(path))] == [
+        {"type": "text_to_model", "v": [{"a": 1}, {"b": 2}]}, {}], \
+        "a cut inside a record lost or changed jobs"
+    assert not list(tmp_path.glob("history.json.corrupt-*"))
+
+
+@needs_fifo
+def test_a_history_slow_to_read_never_holds_up_the_engine(tmp_path):
+    """In the GUI the engine reads its history on a thread: enabling the add-on never waits
+    for thousands of records (a named pipe stands in for a slow disk)."""
+    records = [good_record(n) for n in range(1, 6)]
+    slow = SlowHistory(tmp_path / "history.json", records)
+    eng = make_engine(tmp_path, load_async=True)
+    try:
+        assert not slow.fed.is_set(), "the engine waited for its history to be read"
+        assert eng.loading and eng.jobs == {}
+        eng.tick()
+        assert eng.loading, "tick() took in a history nobody had read yet"
+        slow.feed()
+        taken_in(eng)
+        assert list(eng.jobs) == [r["id"] for r in records]
+        assert eng.jobs[f"{3:012x}"].task_id == "task-3"
+    finally:
+        slow.feed()
+        eng.shutdown()
+
+
+@needs_fifo
+def test_a_job_submitted_while_the_history_loads_is_kept_and_saved_with_it(service, tmp_path):
+    records = [good_record(n) for n in range(1, 4)]
+    slow = SlowHistory(tmp_path / "history.json", records)
+    eng = make_engine(tmp_path, load_async=True)
+    try:
+        job = eng.submit(client(service), BODY)
+        eng.wait(job.id, timeout=30)
+        assert job.state == job_mod.READY, job.error
+        # Each step of the job asked for a save: one now would replace the old jobs.
+        assert not slow.replaced(), "the history was written before it was loaded"
+        slow.feed()
+        taken_in(eng)
+        assert list(eng.jobs) == [r["id"] for r in records] + [job.id]
+    finally:
+        slow.feed()
+        eng.shutdown()
+    on_disk = history.load(str(tmp_path / "history.json"))
+    assert [r["id"] for r in on_disk] == [r["id"] for r in records] + [job.id]
+    assert (on_disk[-1]["task_id"], on_disk[-1]["state"]) == (job.task_id, "READY")
+
+
+@needs_fifo
+def test_a_task_id_noted_while_the_history_loads_stays_in_the_journal(service, tmp_path):
+    """The history takes in what earlier runs' journal holds, and the journal keeps what
+    this run's jobs note meanwhile: a paid task id is on disk at every moment."""
+    path = tmp_path / "history.json"
+    crashed = {**good_record(1), "state": "SUBMITTING", "task_id": ""}
+    history.TaskJournal(str(path)).note(crashed["id"], "task-from-a-crash", "text_to_model")
+    slow = SlowHistory(path, [crashed])
+    eng = make_engine(tmp_path, load_async=True)
+    try:
+        job = eng.submit(client(service), BODY)
+        wait_until(lambda: eng.wait(job.id, timeout=0.1).task_id, 30,
+                   "the task was never created")
+        slow.feed()
+        taken_in(eng)
+        assert eng.jobs[crashed["id"]].task_id == "task-from-a-crash"
+        assert on_disk(path, crashed["id"])["task_id"] == "task-from-a-crash"
+        noted = history.TaskJournal(str(path)).read()
+        assert noted.get(job.id, ("",))[0] == job.task_id, \
+            "the journal dropped a task id noted while the history loaded"
+        assert crashed["id"] not in noted, "what earlier runs noted was not folded in"
+    finally:
+        slow.feed()
+        eng.shutdown()
+
+
+def on_disk(path, job_id):
+    return next((r for r in history.load(str(path)) if r["id"] == job_id), {})

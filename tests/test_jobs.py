@@ -2,10 +2,19 @@
 chains and the Python API, against the local service."""
 
 import os
+import time
 
 import pytest
 
-from tests.conftest import ADDON, refused, task_input, wait_until, write_png
+from tests.conftest import (
+    ADDON,
+    SlowHistory,
+    needs_fifo,
+    refused,
+    task_input,
+    wait_until,
+    write_png,
+)
 
 
 def data_counts(bpy):
@@ -33,6 +42,56 @@ def test_resume_after_a_simulated_restart_imports_the_result(blender, addon, ser
     assert service.stats()["tasks_created"] == 1
     empty = bpy.data.objects[restored.imported_as]
     assert empty["modelstream_task_id"] == job.task_id
+
+
+@needs_fifo
+@pytest.mark.parametrize("taken_in_by", ["the timer", "a script"])
+def test_in_the_gui_the_history_loads_on_a_thread_then_is_listed_and_resumed(
+        blender, addon, service, monkeypatch, taken_in_by):
+    """Enabling in the GUI never waits for the history: the panel says it is loading, the
+    timer takes it in (or a script that reads the jobs waits for it), lists its jobs and
+    resumes a task still running once online access is on (bench_jobs.py times this path
+    with 5,000 jobs). A named pipe stands in for a slow disk; the timer callback is called
+    here, as headless Blender never fires it."""
+    from modelstream_addon import history
+    from tests.test_ui_draw import draw
+
+    bpy = blender
+    runtime = addon.runtime
+    wm = bpy.context.window_manager
+    client = addon.preferences.make_client(bpy.context)
+    running = {"id": os.urandom(6).hex(), "task_id": client.create_task(
+        {"type": "text_to_model", "prompt": "a lighthouse", "face_limit": 400}),
+        "state": "RUNNING", "body": {"type": "text_to_model", "prompt": "a lighthouse"},
+        "created": time.time()}
+    client.close()
+    runtime.shutdown()
+    path = os.path.join(bpy.utils.extension_path_user(ADDON), "history.json")
+    records = [*history.load(path), running]
+    os.remove(path)
+    slow = SlowHistory(path, records)
+    with monkeypatch.context() as patch:
+        patch.setattr(runtime, "_load_async", lambda: True)
+        try:
+            runtime.start()
+            assert runtime.history_loading() and not wm.modelstream_jobs
+            assert ("label", "Loading history...") in draw(bpy.types.MODELSTREAM_PT_jobs, bpy)
+            bpy.context.preferences.system.use_online_access = False  # resumed later, then
+            slow.feed()
+            if taken_in_by == "a script":
+                assert [j.id for j in runtime.jobs()] == [r["id"] for r in records]
+            wait_until(lambda: runtime._timer() and not runtime.history_loading(), 30,
+                       "the timer never took the history in")
+            assert [row.job_id for row in wm.modelstream_jobs] == [r["id"] for r in records]
+            job = runtime.job(running["id"])
+            bpy.context.preferences.system.use_online_access = True
+            wait_until(lambda: runtime._timer() and job.done, 60,
+                       "the task still running was not resumed")
+            assert job.state == "IMPORTED" and "restarted" in job.message, job.error
+        finally:
+            slow.feed()
+            runtime.shutdown()
+    runtime.start()
 
 
 def test_replace_selection_takes_place_rotation_and_size(blender):
