@@ -9,6 +9,7 @@ original is never modified. Everything is checked before the first request.
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+from mathutils import Vector
 
 from . import errors, inputs, model_tasks, preferences, runtime
 from .library import result_root
@@ -129,8 +130,6 @@ def export_selection(context, objects, folder):
 
 def _beside(reference, objects):
     """The original's transform moved right by the selection's width and a gap."""
-    from mathutils import Vector
-
     xs = [(o.matrix_world @ Vector(c)).x for o in objects for c in o.bound_box]
     width = (max(xs) - min(xs)) if xs else 1.0
     matrix = reference.matrix_world.copy()
