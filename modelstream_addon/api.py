@@ -56,9 +56,16 @@ def _result(job):
                   job.imported_as, [name for name, _ in job.images], job.output_path)
 
 
-def _defaults():
-    props = bpy.ops.modelstream.generate.get_rna_type().properties
-    return {name: props[name].default for name in OPTION_NAMES}
+def _with_defaults(operator, names, options):
+    """`options` over the operator's defaults (never the panel's); an unknown name is
+    refused."""
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown option; known: {', '.join(names)}")
+    props = operator.get_rna_type().properties
+    defaults = {name: set(props[name].default_flag) if props[name].is_enum_flag
+                else props[name].default for name in names}
+    return {**defaults, **options}
 
 
 def submit(task_type="text_to_model", *, context=None, service=None, **options):
@@ -66,10 +73,8 @@ def submit(task_type="text_to_model", *, context=None, service=None, **options):
     (in the GUI by the add-on's timer; headless when you call `wait`). With
     `variations=N` (2-8): a list of N job ids, each task with its own seed."""
     context = context or bpy.context
-    unknown = sorted(set(options) - set(OPTION_NAMES))
-    if unknown:
-        raise ValidationError(unknown[0], f"unknown option; known: {', '.join(OPTION_NAMES)}")
-    jobs = runtime.start_jobs(context, {**_defaults(), **options, "task_type": task_type},
+    options = _with_defaults(bpy.ops.modelstream.generate, OPTION_NAMES, options)
+    jobs = runtime.start_jobs(context, {**options, "task_type": task_type},
                               service)
     if not bpy.app.background:
         for job in jobs:
@@ -141,14 +146,7 @@ def save_to_library(task_id="", *, object_name="", context=None):
 def _mesh_options(options):
     from .own_mesh import MESH_OPTION_NAMES
 
-    unknown = sorted(set(options) - set(MESH_OPTION_NAMES))
-    if unknown:
-        raise ValidationError(unknown[0], f"unknown option; known: "
-                              f"{', '.join(MESH_OPTION_NAMES)}")
-    props = bpy.ops.modelstream.texture_selected.get_rna_type().properties
-    defaults = {name: (set(props[name].default_flag) if props[name].is_enum_flag
-                       else props[name].default) for name in MESH_OPTION_NAMES}
-    return {**defaults, **options}
+    return _with_defaults(bpy.ops.modelstream.texture_selected, MESH_OPTION_NAMES, options)
 
 
 def _objects(context, names):

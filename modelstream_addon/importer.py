@@ -43,13 +43,21 @@ def _collection(scene):
     return coll
 
 
-def _model_size(objects):
-    """Largest side of the world-space bounding box of `objects`' meshes."""
+def world_bounds(objects):
+    """(lowest, highest) corner of the world-space bounding box of `objects`' meshes, or
+    None when there is no mesh."""
     corners = [o.matrix_world @ Vector(c) for o in objects if o.type == 'MESH'
                for c in o.bound_box]
     if not corners:
-        return 0.0
-    return max(max(c[i] for c in corners) - min(c[i] for c in corners) for i in range(3))
+        return None
+    return (Vector(min(c[i] for c in corners) for i in range(3)),
+            Vector(max(c[i] for c in corners) for i in range(3)))
+
+
+def _model_size(objects):
+    """Largest side of the world-space bounding box of `objects`' meshes."""
+    bounds = world_bounds(objects)
+    return max(bounds[1] - bounds[0]) if bounds else 0.0
 
 
 def _place(context, empty, new, options):
@@ -95,13 +103,6 @@ def _matrix(values):
     return Matrix.Identity(4)
 
 
-def _bounds_x(objects):
-    """(min, max) world X of `objects`' meshes, or None."""
-    xs = [(o.matrix_world @ Vector(c)).x for o in objects if o.type == 'MESH'
-          for c in o.bound_box]
-    return (min(xs), max(xs)) if xs else None
-
-
 def row_of(obj):
     """The variation row an object's Empty belongs to ('' for none): the history gives
     it, so only text is trusted."""
@@ -119,12 +120,12 @@ def _line_up(context, empty, new, options):
     empty[ROW_PLACE] = list(empty.location)
     siblings = [o for o in context.scene.objects if o is not empty and row_of(o) == row]
     context.view_layer.update()
-    mine = _bounds_x(new)
-    taken = _bounds_x([c for s in siblings for c in s.children_recursive])
+    mine = world_bounds(new)
+    taken = world_bounds([c for s in siblings for c in s.children_recursive])
     if mine is None or taken is None:
         return
-    gap = max(0.1 * (mine[1] - mine[0]), 0.05)
-    empty.location.x += taken[1] + gap - mine[0]
+    gap = max(0.1 * (mine[1].x - mine[0].x), 0.05)
+    empty.location.x += taken[1].x + gap - mine[0].x
 
 
 def import_model(context, path, fmt, *, name, task_id, task_type, prompt, options=None,

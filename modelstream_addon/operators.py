@@ -11,7 +11,7 @@ import os
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import errors, importer, inputs, preferences, runtime, tasks
+from . import errors, importer, inputs, model_tasks, preferences, runtime, tasks
 from .job import (
     CANCELLED,
     DOWNLOADING,
@@ -31,6 +31,12 @@ def online_poll(cls):
         cls.poll_message_set(errors.OFFLINE_MESSAGE)
         return False
     return True
+
+
+def caller_options(operator, settings, names):
+    """Properties a caller set win; the rest come from the panel's settings."""
+    return {name: getattr(operator if operator.properties.is_property_set(name) else settings,
+                          name) for name in names}
 
 
 def fail(operator, context, message, shown_in="modelstream_error"):
@@ -66,10 +72,7 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         return online_poll(cls)
 
     def _options(self, context):
-        """Properties a caller set win; the rest come from the panel's scene settings."""
-        settings = context.scene.modelstream
-        return {name: getattr(self if self.properties.is_property_set(name) else settings,
-                              name) for name in OPTION_NAMES}
+        return caller_options(self, context.scene.modelstream, OPTION_NAMES)
 
     def _finish(self, context, job):
         if job.state == CANCELLED:
@@ -329,7 +332,7 @@ class MODELSTREAM_OT_use_result(JobOperator, bpy.types.Operator):
     def execute(self, context):
         job = _job(context, self.job_id)
         settings = context.scene.modelstream
-        kind = tasks.output_kind(job.body.get("type", ""))
+        kind = model_tasks.output_kind(job.body.get("type", ""))
         wanted = {'REFINE': "model", 'EDIT_VIEWS': "multiview", 'MAKE_MODEL': "multiview",
                   'IMAGE_INPUT': "image", 'REFERENCE': "image"}[self.use]
         if kind != wanted and not (wanted == "image" and kind == "multiview"):

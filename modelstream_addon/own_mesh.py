@@ -9,11 +9,11 @@ original is never modified. Everything is checked before the first request.
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
-from mathutils import Vector
 
 from . import errors, inputs, model_tasks, preferences, runtime
+from .importer import world_bounds
 from .library import result_root
-from .operators import fail, online_poll
+from .operators import caller_options, fail, online_poll
 from .tasks import TEXTURE_QUALITIES, ValidationError
 
 EXPORT_NAME = "selection.glb"
@@ -130,8 +130,8 @@ def export_selection(context, objects, folder):
 
 def _beside(reference, objects):
     """The original's transform moved right by the selection's width and a gap."""
-    xs = [(o.matrix_world @ Vector(c)).x for o in objects for c in o.bound_box]
-    width = (max(xs) - min(xs)) if xs else 1.0
+    bounds = world_bounds(objects)
+    width = (bounds[1].x - bounds[0].x) if bounds else 1.0
     matrix = reference.matrix_world.copy()
     matrix.translation.x += width * 1.2 or 1.0
     return [v for row in matrix for v in row]
@@ -242,8 +242,7 @@ def _meshes_under(root):
 
 def generated_root(context):
     """The active object's result Empty when it is a model the service made, else None."""
-    root = result_root(context.view_layer.objects.active)
-    return root if root is not None and root.get("modelstream_task_id") else None
+    return result_root(context.view_layer.objects.active)
 
 
 # Operators ------------------------------------------------------------------------------
@@ -270,9 +269,7 @@ class MeshOperator(OperatorMeshOptions):
         return True
 
     def execute(self, context):
-        settings = context.scene.modelstream_mesh
-        opts = {name: getattr(self if self.properties.is_property_set(name) else settings,
-                              name) for name in MESH_OPTION_NAMES}
+        opts = caller_options(self, context.scene.modelstream_mesh, MESH_OPTION_NAMES)
         context.window_manager.modelstream_error = ""
         try:
             job = self.start(context, opts)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import bpy
 
 from . import engine as engine_mod
-from . import errors, importer, inputs, joblist, preferences, services, tasks
+from . import errors, importer, inputs, joblist, model_tasks, preferences, services, tasks
 from .job import IMPORTED, READY
 
 TICK_SECONDS = 0.2
@@ -467,7 +467,7 @@ def _keep(context, job):
     failure is a warning (the job's message, `library_warnings`, the console), never a lost
     result."""
     if (not preferences.get(context).save_results_to_library
-            or tasks.output_kind(job.body.get("type", "")) != "model"):
+            or model_tasks.output_kind(job.body.get("type", "")) != "model"):
         return
     from . import library
 
