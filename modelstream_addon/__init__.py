@@ -1,30 +1,22 @@
-"""ModelStream for Blender: text prompt to a 3D model in the scene.
+"""ModelStream for Blender: a text prompt, an image or the scene to a 3D model in the scene.
 
-The client, task builders and job engine import no bpy, so they can be used and tested
-without Blender; the Blender side is imported only when the add-on registers.
+Two floors: `core/` (HTTP client, services, task builders, job engine, history) imports no
+bpy and can be used and tested without Blender; `blender/` (capture, import, operators,
+panels, preferences, the Python API) sits on it. Imports only go down. This file only
+registers: the Blender side is loaded here, when Blender enables the add-on, so that the
+core stays importable where there is no bpy.
 """
 
-_MODULES = ("properties", "preferences", "operators", "library", "presets", "variations",
-            "own_mesh", "ui")
+import importlib
 
 
-def _blender_modules():
-    import importlib
-
-    return [importlib.import_module(f".{name}", __package__) for name in _MODULES]
+def _blender_side():
+    return importlib.import_module(".blender", __package__)
 
 
 def register():
-    for module in _blender_modules():
-        module.register()
-    from . import runtime
-
-    runtime.start()
+    _blender_side().register()
 
 
 def unregister():
-    from . import runtime
-
-    runtime.shutdown()
-    for module in reversed(_blender_modules()):
-        module.unregister()
+    _blender_side().unregister()

@@ -73,7 +73,7 @@ class SlowHistory:
     so that nothing hangs). While it is a pipe, nothing has replaced the file."""
 
     def __init__(self, path, records, deadline=30):
-        from modelstream_addon import history
+        from modelstream_addon.core import history
 
         self.path = str(path)
         plain = self.path + ".plain"
@@ -173,13 +173,16 @@ def addon(built_zip):
 
 
 class InstalledAddon:
-    """`addon.runtime`, `addon.api`...: the add-on's modules as currently loaded (disabling
-    and enabling the add-on loads them anew)."""
+    """`addon.runtime`, `addon.api`, `addon.client`...: the add-on's modules as currently
+    loaded (disabling and enabling the add-on loads them anew), from either floor."""
 
     def __getattr__(self, name):
-        import importlib
+        import importlib.util
 
-        return importlib.import_module(f"{ADDON}.{name}")
+        for floor in ("blender", "core"):
+            if importlib.util.find_spec(f"{ADDON}.{floor}.{name}") is not None:
+                return importlib.import_module(f"{ADDON}.{floor}.{name}")
+        raise AttributeError(f"the add-on has no module {name!r}")
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ def triangles(obj):
 def test_zip_holds_only_the_addon(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
-    assert {"client.py", "engine.py", "tasks.py", "operators.py", "ui.py"} <= set(names)
+    assert {"core/client.py", "core/engine.py", "core/tasks.py", "blender/operators.py",
+            "blender/ui.py"} <= set(names)
     assert not [n for n in names if "test" in n or "__pycache__" in n or n.endswith(".pyc")
                 or n.startswith(".")]
 
@@ -384,7 +385,7 @@ def test_oversized_and_undersized_images_are_fixed_or_refused_before_sending(
 
     os.makedirs(workdir)
     fixed = inputs.prepare_file(str(tmp_path / "wide.png"), "image_path", workdir)
-    from modelstream_addon import imagefile
+    from modelstream_addon.core import imagefile
 
     fmt, width, height = imagefile.sniff(fixed)
     assert fmt == "png" and width == 6000 and height == 37

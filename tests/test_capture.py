@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 
-from modelstream_addon import capture
+from modelstream_addon.blender import capture
 
 SETTINGS_TYPES = {'BOOLEAN', 'INT', 'FLOAT', 'STRING', 'ENUM'}
 UNSET = {"wireframe_color_type"}  # holds no valid value in a fresh scene; nothing sets it

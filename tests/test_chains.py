@@ -4,10 +4,10 @@ model that cannot be rigged stops the chain before the rig is paid for."""
 
 import pytest
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import history, model_tasks, services
-from modelstream_addon import job as job_mod
-from modelstream_addon.client import ModelStreamClient
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import history, model_tasks, services
+from modelstream_addon.core import job as job_mod
+from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import KEY
 
 GENERATE = {"type": "text_to_model", "prompt": "a standing robot", "face_limit": 300}

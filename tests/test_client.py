@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from modelstream_addon import errors
-from modelstream_addon.client import ModelStreamClient, parse_retry_after
+from modelstream_addon.core import errors
+from modelstream_addon.core.client import ModelStreamClient, parse_retry_after
 from tests.conftest import KEY
 
 
@@ -211,7 +211,7 @@ def test_check_reports_a_bad_key_without_creating_a_task(service):
 
 
 def test_a_task_the_service_has_no_route_for_is_refused_before_any_request(service):
-    from modelstream_addon import services, tasks
+    from modelstream_addon.core import services, tasks
 
     client = ModelStreamClient(KEY, service.url, service=services.named("tripo-v3"))
     with pytest.raises(tasks.ValidationError, match="no refine_model"):

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import job as job_mod
-from modelstream_addon import tasks
-from modelstream_addon.client import ModelStreamClient
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import job as job_mod
+from modelstream_addon.core import tasks
+from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import KEY, wait_until
 
 BODY = {"type": "text_to_model", "prompt": "a tiny robot", "face_limit": 600,

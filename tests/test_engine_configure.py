@@ -4,9 +4,9 @@ next start of Blender (no bpy)."""
 import os
 import time
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import history, job
-from modelstream_addon.client import ModelStreamClient
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import history, job
+from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import KEY
 
 BODY = {"type": "text_to_model", "prompt": "a small stool", "face_limit": 400}

@@ -12,7 +12,7 @@ import zlib
 import pytest
 from local_service.models import make_fbx, make_glb
 
-from modelstream_addon import errors, formats, imagefile
+from modelstream_addon.core import errors, formats, imagefile
 from tests.conftest import write_png
 
 MAGIC = b"Kaydara FBX Binary  \x00\x1a\x00"

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import history
-from modelstream_addon import job as job_mod
-from modelstream_addon.client import ModelStreamClient
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import history
+from modelstream_addon.core import job as job_mod
+from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import KEY, SlowHistory, needs_fifo, wait_until
 
 BODY = {"type": "text_to_model", "prompt": "a small crate", "face_limit": 400}

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import job as job_mod
-from modelstream_addon.client import ModelStreamClient
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import job as job_mod
+from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import ADDON, KEY, refused, wait_until
 
 BODY = {"type": "text_to_model", "prompt": "a cup", "face_limit": 200}

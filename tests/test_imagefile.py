@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from modelstream_addon import errors, formats, imagefile
+from modelstream_addon.core import errors, formats, imagefile
 from tests.conftest import write_png
 
 

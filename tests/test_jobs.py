@@ -53,7 +53,7 @@ def test_in_the_gui_the_history_loads_on_a_thread_then_is_listed_and_resumed(
     resumes a task still running once online access is on (bench_jobs.py times this path
     with 5,000 jobs). A named pipe stands in for a slow disk; the timer callback is called
     here, as headless Blender never fires it."""
-    from modelstream_addon import history
+    from modelstream_addon.core import history
     from tests.test_ui_draw import draw
 
     bpy = blender
@@ -204,7 +204,7 @@ def test_job_actions(blender, addon, service, capfd):
 
 
 def test_import_task_by_id_and_retry(blender, addon, service):
-    from modelstream_addon.client import ModelStreamClient
+    from modelstream_addon.core.client import ModelStreamClient
     from tests.conftest import KEY
 
     bpy = blender

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from modelstream_addon import model_tasks, tasks
+from modelstream_addon.core import model_tasks, tasks
 from tests.conftest import refused
 
 

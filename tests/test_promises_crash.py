@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import history
-from modelstream_addon.client import ModelStreamClient
-from modelstream_addon.job import READY
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import history
+from modelstream_addon.core.client import ModelStreamClient
+from modelstream_addon.core.job import READY
 from tests.conftest import KEY, ROOT, wait_until
 
 BODY = {"type": "text_to_model", "prompt": "a brass bell", "face_limit": 400}
@@ -45,8 +45,8 @@ def audit(event, args):
 
 if hook != "none":
     sys.addaudithook(audit)
-from modelstream_addon.client import ModelStreamClient
-from modelstream_addon.engine import Engine
+from modelstream_addon.core.client import ModelStreamClient
+from modelstream_addon.core.engine import Engine
 eng = Engine(os.path.join(folder, "downloads"), history_path=path, poll_min=0.2, poll_max=0.5)
 job = eng.submit(ModelStreamClient(key, url), json.loads(body))
 print("JOB", job.id, flush=True)
@@ -139,8 +139,8 @@ NEVER_DRAINED_CHILD = """
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 folder, url, key, body = sys.argv[2:6]
-from modelstream_addon.client import ModelStreamClient
-from modelstream_addon.engine import Engine
+from modelstream_addon.core.client import ModelStreamClient
+from modelstream_addon.core.engine import Engine
 eng = Engine(os.path.join(folder, "downloads"), history_path=os.path.join(folder, "history.json"),
              poll_min=0.2, poll_max=0.5)
 job = eng.submit(ModelStreamClient(key, url), json.loads(body))

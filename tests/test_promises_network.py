@@ -10,10 +10,10 @@ import threading
 
 import pytest
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import errors
-from modelstream_addon.client import ModelStreamClient
-from modelstream_addon.job import FAILED, READY
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import errors
+from modelstream_addon.core.client import ModelStreamClient
+from modelstream_addon.core.job import FAILED, READY
 from tests.conftest import KEY, start_service, wait_until
 from tests.relay import Relay
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import history, paths
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import history, paths
 
 # Modest counts: the suite stays fast; CI runs them on every wheel anyway.
 FEW = settings(max_examples=60, deadline=None, database=None,

@@ -10,7 +10,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelstream_addon import errors, formats, netguard, worker
+from modelstream_addon.core import errors, formats, netguard, worker
 
 FEW = settings(max_examples=80, deadline=None, database=None,
                suppress_health_check=[HealthCheck.too_slow])

@@ -4,9 +4,9 @@ comes back as plain, short, encodable text or not at all."""
 
 import json
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import history, joblist
-from modelstream_addon import job as job_mod
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import history, joblist
+from modelstream_addon.core import job as job_mod
 
 
 def job(prompt, created):

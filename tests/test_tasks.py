@@ -2,7 +2,7 @@
 
 import pytest
 
-from modelstream_addon import tasks
+from modelstream_addon.core import tasks
 from tests.conftest import write_png as png
 
 

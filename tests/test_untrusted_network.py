@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from modelstream_addon import errors, netguard, tasks
-from modelstream_addon.client import ModelStreamClient
+from modelstream_addon.core import errors, netguard, tasks
+from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import KEY
 
 

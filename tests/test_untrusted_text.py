@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from modelstream_addon import tasks
+from modelstream_addon.core import tasks
 from tests.conftest import ROOT
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from modelstream_addon import tasks
+from modelstream_addon.core import tasks
 from tests.conftest import refused, task_input
 from tests.test_cli import empties, inspect, run_cli
 

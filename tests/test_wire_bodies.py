@@ -3,7 +3,7 @@ what is sent, with the upstream shapes from the official SDKs. No bpy here."""
 
 import pytest
 
-from modelstream_addon import tasks
+from modelstream_addon.core import tasks
 from tests.conftest import write_png
 
 MESH = {"face_limit": 10000, "texture": True, "pbr": False, "texture_quality": "standard",

@@ -4,7 +4,7 @@ v2 body tests/test_wire_bodies.py pins, Tripo API v3 the body the official SDK `
 
 import pytest
 
-from modelstream_addon import errors, services, tasks
+from modelstream_addon.core import errors, services, tasks
 from tests.conftest import write_png
 
 V3 = services.named("tripo-v3")

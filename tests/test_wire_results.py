@@ -4,10 +4,10 @@ renamed field."""
 
 import pytest
 
-from modelstream_addon import engine as engine_mod
-from modelstream_addon import formats, worker
-from modelstream_addon import job as job_mod
-from modelstream_addon.client import ModelStreamClient
+from modelstream_addon.core import engine as engine_mod
+from modelstream_addon.core import formats, worker
+from modelstream_addon.core import job as job_mod
+from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import KEY
 
 URL = "https://cdn.example/m.glb"

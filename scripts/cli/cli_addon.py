@@ -4,6 +4,7 @@ environment."""
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import re
 import shutil
@@ -38,7 +39,8 @@ def apply_environment(args):
 
 
 class Addon:
-    """The loaded add-on's modules, looked up by name (they are per-process singletons)."""
+    """The loaded add-on's modules (runtime, api, tasks...), looked up by name in either
+    floor (they are per-process singletons)."""
 
     def __init__(self, name):
         import bpy
@@ -47,7 +49,10 @@ class Addon:
         self.name = name
 
     def __getattr__(self, module):
-        return importlib.import_module(f"{self.name}.{module}")
+        for floor in ("blender", "core"):
+            if importlib.util.find_spec(f"{self.name}.{floor}.{module}") is not None:
+                return importlib.import_module(f"{self.name}.{floor}.{module}")
+        raise AttributeError(f"the add-on has no module {module!r}")
 
     def check_enabled(self):
         """Loading a file keeps add-ons enabled; a disabled one would have lost its jobs."""

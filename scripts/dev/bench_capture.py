@@ -15,7 +15,7 @@ sys.path.insert(0, ROOT)
 
 import bpy  # noqa: E402
 
-from modelstream_addon import capture  # noqa: E402
+from modelstream_addon.blender import capture  # noqa: E402
 
 GOAL = 2.0
 RESOLUTION = 512

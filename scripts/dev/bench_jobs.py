@@ -122,7 +122,7 @@ def main(argv=None):
 
         bpy.context.preferences.system.use_online_access = True
         fill_history(package, args.history)
-        runtime = importlib_module("runtime")
+        runtime = importlib_module("blender.runtime")
         runtime._load_async = lambda: True
         gui = []
         for n in range(args.rounds):
@@ -131,7 +131,7 @@ def main(argv=None):
             gui.append(enable_gui(package, runtime))
         enable = [took + merge for took, merge, _, _ in gui]
         history = os.path.join(bpy.utils.extension_path_user(PACKAGE), "history.json")
-        engine_mod = importlib_module("engine")
+        engine_mod = importlib_module("core.engine")
 
         def load_engine():
             """The headless engine: the history read in at once (closed untimed)."""

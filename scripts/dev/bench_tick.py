@@ -49,10 +49,10 @@ sys.path.insert(0, ROOT)
 
 import requests  # noqa: E402
 
-from modelstream_addon import engine as engine_mod  # noqa: E402
-from modelstream_addon import formats, history  # noqa: E402
-from modelstream_addon import job as job_mod  # noqa: E402
-from modelstream_addon.client import ModelStreamClient  # noqa: E402
+from modelstream_addon.core import engine as engine_mod  # noqa: E402
+from modelstream_addon.core import formats, history  # noqa: E402
+from modelstream_addon.core import job as job_mod  # noqa: E402
+from modelstream_addon.core.client import ModelStreamClient  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from local_service import server as local_service  # noqa: E402
@@ -331,7 +331,7 @@ def run_import(path, rounds):
     """Part 2: plain glTF import vs importer.import_model, same file, clean scene each."""
     import bpy
 
-    from modelstream_addon import importer
+    from modelstream_addon.blender import importer
 
     def plain():
         assert bpy.ops.import_scene.gltf(filepath=path) == {'FINISHED'}
@@ -400,7 +400,7 @@ def run_timer(args, workdir):
     try:
         bpy.context.preferences.system.use_online_access = True
         package.register()
-        runtime = bench_jobs.importlib_module("runtime")
+        runtime = bench_jobs.importlib_module("blender.runtime")
         runtime.set_poll_floor(args.poll_min)
         eng = runtime.engine()
         engine_ticks = []

@@ -13,20 +13,21 @@ import uuid
 
 import bpy
 
-from . import capture, imagefile, paths
-from .tasks import ValidationError, image_fields
+from ..core import imagefile, paths
+from ..core.tasks import ValidationError, image_fields
+from . import capture
+from .user_files import user_folder
 
 
 def new_workdir(kind="inputs"):
     """A fresh folder for one job's captures and converted images: <kind>/<12 hex>, the
     shape the engine checks before it deletes a job's folder."""
-    return bpy.utils.extension_path_user(
-        __package__, path=os.path.join(kind, uuid.uuid4().hex[:12]), create=True)
+    return user_folder(os.path.join(kind, uuid.uuid4().hex[:12]))
 
 
 def inputs_dir():
     """Where the jobs' own input folders live."""
-    return bpy.utils.extension_path_user(__package__, path="inputs", create=True)
+    return user_folder("inputs")
 
 
 def _save_png(image, field, workdir):
@@ -85,14 +86,15 @@ def prepare_datablock(name, workdir, field="image_name"):
         bpy.data.images.remove(image)
 
 
-def capture_sources(context, opts, workdir):
-    """Fill image_path / view_* from the scene when the options ask for a capture."""
+def capture_sources(context, opts, workdir, fields):
+    """Fill the image `fields` (image_path / view_*) from the scene when the options ask
+    for a capture."""
     opts = dict(opts)
     kind = opts.get("task_type")
     size = opts.get("capture_resolution", 1024)
     alpha = opts.get("capture_transparent", False)
     try:
-        if "image_path" in image_fields(opts):
+        if "image_path" in fields:
             source = opts.get("image_source", 'FILE')
             path = os.path.join(workdir, "capture.png")
             if source == 'VIEWPORT':
@@ -106,8 +108,7 @@ def capture_sources(context, opts, workdir):
                     only_selected=opts.get("only_selected", False))
             elif source == 'IMAGE':
                 opts["image_path"] = prepare_datablock(opts.get("image_name"), workdir)
-        elif (kind == "multiview_to_model" and opts.get("multiview_source") == 'ORBIT'
-              and not (opts.get("original_task_id") or "").strip()):
+        elif "view_front" in fields and opts.get("multiview_source") == 'ORBIT':
             views = capture.capture_orbit(
                 context, workdir, resolution=min(size, 2048), transparent=alpha,
                 ortho=opts.get("orbit_ortho", True), front=opts.get("orbit_front", 'NEG_Y'))
@@ -134,23 +135,22 @@ def keep_only(workdir):
             paths.remove(parent, os.path.join(parent, name))
 
 
-def gather(context, opts):
-    """Options with every image the task reads captured or converted into a file.
-    Returns (options, the job's own folder, to delete with the job)."""
-    workdir = new_workdir()
-    try:
-        opts = capture_sources(context, opts, workdir)
-        opts = {key: prepare_file(value, key, workdir) if key in image_fields(opts)
-                else value for key, value in opts.items()}
-    except Exception:
-        discard(workdir)
-        raise
-    if not os.listdir(workdir):
-        discard(workdir)
-        workdir = ""
-    return opts, workdir
+def gather(context, opts, fields, workdir):
+    """The options with every image in `fields` captured or converted into a file in
+    `workdir` (the job's own folder, deleted with the job)."""
+    opts = capture_sources(context, opts, workdir, fields)
+    return {key: prepare_file(value, key, workdir) if key in fields else value
+            for key, value in opts.items()}
+
+
+def kept(workdir):
+    """`workdir` when something was written into it, else '' (and it is gone)."""
+    if os.listdir(workdir):
+        return workdir
+    discard(workdir)
+    return ""
 
 
 def discard(workdir):
     """Delete a folder new_workdir made; nothing outside the extension's folder."""
-    paths.remove(bpy.utils.extension_path_user(__package__), workdir)
+    paths.remove(user_folder(), workdir)

@@ -17,7 +17,7 @@ import bpy
 import numpy as np
 from mathutils import Color, Matrix, Vector
 
-from .tasks import VIEWS
+from ..core.tasks import VIEWS
 
 NAME = "ModelStream Capture"
 # Object types a render shows; lights, cameras and empties alone are nothing to capture.

@@ -3,9 +3,8 @@ everything only they used, so the file holds no orphans; one undo step."""
 
 import bpy
 
-from .importer import ROW, ROW_PLACE, row_of
-from .library import result_root
-from .operators import fail
+from .importer import ROW, ROW_PLACE, result_root, row_of
+from .operator_base import fail
 
 # What a result brings in, walked from its objects; removed when nothing else uses it.
 _OWNED = ("meshes", "materials", "images", "textures", "node_groups", "armatures", "actions",

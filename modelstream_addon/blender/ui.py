@@ -6,11 +6,12 @@ import textwrap
 import bpy
 import bpy.utils.previews
 
-from . import errors, inputs, preferences, runtime, services, tasks
-from .importer import row_of
-from .job import FINAL_STATES
-from .library import result_root
+from ..core import errors, services, tasks
+from ..core.job import FINAL_STATES
+from . import inputs, preferences, runtime
+from .importer import result_root, row_of
 from .presets import MODELSTREAM_PT_presets
+from .user_files import PACKAGE
 
 _previews = None
 
@@ -60,7 +61,7 @@ class MODELSTREAM_PT_generate(SidebarPanel, bpy.types.Panel):
             _wrapped(box, context, "No API key: add it in the add-on preferences or set "
                      "MODELSTREAM_API_KEY.", icon='INFO')
             box.operator("preferences.addon_show", text="Open Preferences",
-                         icon='PREFERENCES').module = __package__
+                         icon='PREFERENCES').module = PACKAGE
         service = preferences.shown_service(context)
         if runtime.balance and runtime.balance_service == service.name:
             layout.label(text=f"{service.label} credits: {runtime.balance}", icon='FUND')

@@ -22,8 +22,11 @@ import uuid
 import bpy
 from bpy.props import StringProperty
 
-from . import capture, errors, inputs, paths, runtime, tasks
-from .operators import fail
+from ..core import errors, model_tasks, paths, tasks
+from . import capture, inputs, preferences, runtime
+from .importer import result_root
+from .operator_base import fail
+from .user_files import user_folder
 
 LIBRARY_NAME = "ModelStream"
 CATALOG_FILE = "blender_assets.cats.txt"
@@ -31,6 +34,7 @@ _CATALOG_NAMESPACE = uuid.UUID("6f1c2b8e-4d0a-4d6b-9a55-0d7f3c1e2a90")
 _STOP_WORDS = frozenset(("and", "the", "with", "for", "from"))  # 3+ letters only
 PREVIEW_SIZE = 128  # the fallback render's side, in pixels
 PREVIEW_TIMEOUT = 300  # seconds a fresh Blender may take to add a preview to a large asset
+warnings = {}  # job id -> why Save Results to Library could not save its model
 # Run by a fresh Blender: open the asset .blend, give the asset its preview, save it whole
 # to a temporary name (no .blend1 backup), then put it in place.
 _ADD_PREVIEW = """
@@ -56,7 +60,7 @@ def library_dir(context=None):
     libraries = context.preferences.filepaths.asset_libraries
     found = libraries.get(LIBRARY_NAME)
     if found is None:
-        path = bpy.utils.extension_path_user(__package__, path="library", create=True)
+        path = user_folder("library")
         found = libraries.new(name=LIBRARY_NAME, directory=path)
     return asset_folder(bpy.path.abspath(found.path))
 
@@ -89,13 +93,6 @@ def _write_catalogs(folder):
 def tags_for(prompt, task_type, limit=12):
     words = [w for w in re.findall(r"[^\W\d_]{3,}", prompt.lower()) if w not in _STOP_WORDS]
     return list(dict.fromkeys([*words[:limit], task_type]))
-
-
-def result_root(obj):
-    """The Empty a result was imported under (it carries the task id), or None."""
-    while obj is not None and "modelstream_task_id" not in obj:
-        obj = obj.parent
-    return obj if obj is not None and obj.type == 'EMPTY' else None
 
 
 def save(context, root, folder=None):
@@ -172,7 +169,7 @@ def _add_preview(context, root, path):
     image, workdir = _preview_image(context, root)
     if not image:
         return
-    own = bpy.utils.extension_path_user(__package__)
+    own = user_folder()
     binary = bpy.app.binary_path  # '' in the bpy module: its Python imports bpy instead
     blender = ([binary, "-b", "--factory-startup", "--python-exit-code", "1",
                 "--python-expr"] if binary else [sys.executable, "-c"])
@@ -209,6 +206,22 @@ def find_root(context, task_id="", object_name=""):
     return result_root(context.active_object)
 
 
+def save_landed(context, job):
+    """Save Results to Library (a preference): a landed model is saved as an asset too. A
+    failure is a warning (the job's message, `warnings`, the console), never a lost result.
+    A runtime.on_landed handler while the add-on is enabled."""
+    if (not preferences.get(context).save_results_to_library
+            or model_tasks.output_kind(job.body.get("type", "")) != "model"):
+        return
+    try:
+        save_job(context, job)
+    except (errors.ModelStreamError, OSError, RuntimeError) as e:
+        warning = f"{job.imported_as} was not saved to the library: {e}"
+        warnings[job.id] = warning
+        runtime.engine().mark_imported(job.id, job.imported_as, f"{job.message}; {warning}")
+        print(f"ModelStream: WARNING: {warning}")
+
+
 class MODELSTREAM_OT_save_to_library(bpy.types.Operator):
     """Save a generated model to the ModelStream asset library (one .blend with tags,
     its task id and prompt), to drag into any file later"""
@@ -242,7 +255,9 @@ class MODELSTREAM_OT_save_to_library(bpy.types.Operator):
 
 def register():
     bpy.utils.register_class(MODELSTREAM_OT_save_to_library)
+    runtime.on_landed.append(save_landed)
 
 
 def unregister():
+    runtime.on_landed.remove(save_landed)
     bpy.utils.unregister_class(MODELSTREAM_OT_save_to_library)

@@ -16,7 +16,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from . import tasks
+from ..core import joblist, tasks
 
 _TASK_LABELS = {
     "text_to_model": ("Text to Model", "A textured 3D model from a text prompt"),
@@ -38,9 +38,7 @@ TASK_TYPE_ITEMS = [(name, *_TASK_LABELS[name]) for name in tasks.TASK_TYPES]
 def _recent_prompts(_self, _context, _edit_text):
     """The prompt field's drop-down: the last 20 prompts of the job history, newest first
     (Blender filters them by what is typed, and any other text may still be typed)."""
-    from . import joblist, runtime
-
-    return joblist.recent_prompts(runtime.jobs())
+    return joblist.recent_prompts(joblist.jobs())
 
 
 def _options_mixin(options):
@@ -182,8 +180,6 @@ class MODELSTREAM_PG_settings(bpy.types.PropertyGroup, SceneOptions):
 def _column(name):
     """A read-only column whose value is the engine job's: rows store only the job id."""
     def get(row):
-        from . import joblist
-
         return joblist.value(row.job_id, name)
     return get
 

@@ -1,6 +1,6 @@
 """Python API for scripts running inside Blender (GUI or `blender -b`).
 
-    from bl_ext.user_default.modelstream_addon import api
+    from bl_ext.user_default.modelstream_addon.blender import api
     result = api.generate(prompt="a wooden chair", face_limit=8000)   # waits, imports
     print(result.task_id, result.object_name)
 
@@ -22,11 +22,13 @@ from dataclasses import dataclass
 
 import bpy
 
-from . import preferences, runtime
-from .errors import ModelStreamError, TaskFailedError
-from .job import IMPORTED
+from ..core.errors import ModelStreamError, TaskFailedError
+from ..core.job import IMPORTED
+from ..core.tasks import ValidationError
+from . import library, own_mesh, preferences, runtime
+from .importer import result_root
+from .own_mesh import MESH_OPTION_NAMES
 from .properties import OPTION_NAMES
-from .tasks import ValidationError
 
 __all__ = ["Result", "generate", "submit", "wait", "import_task", "status", "save_to_library",
            "texture_selected", "rig", "animate", "credits_used",
@@ -131,8 +133,6 @@ def status(task_id, *, context=None):
 def save_to_library(task_id="", *, object_name="", context=None):
     """Save an imported result (by task id or object name; default the selection) to the
     ModelStream asset library; returns the .blend's path."""
-    from . import library
-
     context = context or bpy.context
     root = library.find_root(context, task_id.strip(), object_name)
     if root is None:
@@ -144,8 +144,6 @@ def save_to_library(task_id="", *, object_name="", context=None):
 # Your own mesh (Tripo API v3) ----------------------------------------------------------------
 
 def _mesh_options(options):
-    from .own_mesh import MESH_OPTION_NAMES
-
     return _with_defaults(bpy.ops.modelstream.texture_selected, MESH_OPTION_NAMES, options)
 
 
@@ -159,11 +157,8 @@ def _objects(context, names):
 
 
 def _root(context, object_name):
-    from .library import result_root
-    from .own_mesh import generated_root
-
     if not object_name:
-        return generated_root(context)
+        return own_mesh.generated_root(context)
     root = result_root(context.scene.objects.get(object_name))
     if root is None:
         raise ValidationError("object_name", f"{object_name!r} is not a generated model in "
@@ -188,8 +183,6 @@ def texture_selected(objects=None, *, wait_for_it=True, timeout=None, context=No
     """Texture meshes (object names; default the selection) with a `prompt` and/or a
     reference `image_path`; the result lands beside them (`placement`), which are never
     changed. Returns the Result (the first job's id with wait_for_it=False)."""
-    from . import own_mesh
-
     context = context or bpy.context
     job = own_mesh.texture_selected(context, _mesh_options(options), service,
                                     _objects(context, objects))
@@ -201,8 +194,6 @@ def rig(object_name="", *, objects=None, wait_for_it=True, timeout=None, context
     """Rig a generated model (by object name; default the active one's), or meshes given
     by `objects` (imported first): a rig check first, then the rig with `spec`; with
     `animations` (1-5 presets, e.g. {"preset:walk"}) animated too."""
-    from . import own_mesh
-
     context = context or bpy.context
     root = None if objects is not None else _root(context, object_name)
     job = own_mesh.rig(context, _mesh_options(options), root, service,
@@ -214,8 +205,6 @@ def animate(object_name="", *, animations=(), wait_for_it=True, timeout=None, co
             service=None, **options):
     """Retarget preset animations onto a model made with `rig` (by object name; default
     the active one's): one Armature, an Action per preset."""
-    from . import own_mesh
-
     context = context or bpy.context
     job = own_mesh.animate(context, _mesh_options({**options, "animations": set(animations)}),
                            _root(context, object_name), service)

@@ -11,8 +11,8 @@ import os
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import errors, importer, inputs, model_tasks, preferences, runtime, tasks
-from .job import (
+from ..core import errors, model_tasks, tasks
+from ..core.job import (
     CANCELLED,
     DOWNLOADING,
     FAILED,
@@ -23,28 +23,9 @@ from .job import (
     SUBMITTING,
     WAITING,
 )
+from . import importer, inputs, library, preferences, runtime
+from .operator_base import caller_options, fail, online_poll
 from .properties import OPTION_NAMES, OperatorOptions
-
-
-def online_poll(cls):
-    if not bpy.app.online_access:
-        cls.poll_message_set(errors.OFFLINE_MESSAGE)
-        return False
-    return True
-
-
-def caller_options(operator, settings, names):
-    """Properties a caller set win; the rest come from the panel's settings."""
-    return {name: getattr(operator if operator.properties.is_property_set(name) else settings,
-                          name) for name in names}
-
-
-def fail(operator, context, message, shown_in="modelstream_error"):
-    """The one way an operator fails: an ERROR report (a RuntimeError for a script, as from
-    Blender's own importers), the reason kept where the UI shows it, and {'CANCELLED'}."""
-    setattr(context.window_manager, shown_in, message)
-    operator.report({'ERROR'}, message)
-    return {'CANCELLED'}
 
 
 def modal_step(event_type, event_value, our_timer, job):
@@ -82,8 +63,8 @@ class MODELSTREAM_OT_generate(bpy.types.Operator, OperatorOptions):
         if problem:
             return fail(self, context, problem)
         self.report({'INFO'}, f"ModelStream: added {job.imported_as} (task {job.task_id})")
-        if job.id in runtime.library_warnings:
-            self.report({'WARNING'}, runtime.library_warnings.pop(job.id))
+        if job.id in library.warnings:
+            self.report({'WARNING'}, library.warnings.pop(job.id))
         return {'FINISHED'}
 
     def invoke(self, context, event):
@@ -148,7 +129,7 @@ class MODELSTREAM_OT_capture(bpy.types.Operator):
         opts = {name: getattr(settings, name) for name in OPTION_NAMES}
         workdir = inputs.new_workdir("captures")
         try:
-            captured = inputs.capture_sources(context, opts, workdir)
+            captured = inputs.capture_sources(context, opts, workdir, tasks.image_fields(opts))
         except errors.ModelStreamError as e:
             inputs.discard(workdir)
             return fail(self, context, str(e))

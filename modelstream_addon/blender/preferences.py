@@ -12,34 +12,39 @@ import os
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import services
-from .client import DEFAULT_BASE_URL, ModelStreamClient
-from .errors import OFFLINE_MESSAGE, ConfigError
+from ..core import services
+from ..core.client import DEFAULT_BASE_URL, ModelStreamClient
+from ..core.errors import OFFLINE_MESSAGE, ConfigError
+from .user_files import PACKAGE
 
 KEY_ENV = "MODELSTREAM_API_KEY"
 URL_ENV = "MODELSTREAM_BASE_URL"
 SERVICE_ENV = services.SERVICE_ENV
+# Called with (context, setting name) when an engine setting or the service changes, the
+# way bpy.app.handlers are: the runtime, which sits above the preferences, adds its own.
+on_change = []
+
+
+def _changed(context, name):
+    for handler in list(on_change):
+        handler(context, name)
 
 
 def _engine_setting(_self, context):
     """Engine settings apply at once, to running and resumed jobs too."""
-    from . import runtime
-
-    runtime.apply_preferences(context)
+    _changed(context, "engine")
 
 
 def _service_changed(self, context):
     """The address follows the service unless the user typed their own."""
-    from . import runtime
-
     chosen = services.named(self.service)
     if services.base_url(chosen, self.base_url) == chosen.default_base_url:
         self.base_url = chosen.default_base_url
-    runtime.refresh_balance(context)
+    _changed(context, "service")
 
 
 class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
+    bl_idname = PACKAGE
 
     service: EnumProperty(
         name="Service", default='MODELSTREAM', update=_service_changed,
@@ -138,7 +143,7 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
 
 def get(context=None):
     context = context or bpy.context
-    return context.preferences.addons[__package__].preferences
+    return context.preferences.addons[PACKAGE].preferences
 
 
 def has_key(context=None):

@@ -49,6 +49,12 @@ _DEFAULTS = {"task_type": "", "label": "", "task_id": "", "transport": "", "stat
              "progress": 0.0, "queue_position": 0}
 
 
+def jobs():
+    """The bound engine's jobs as they are now: what has loaded of the history (the prompt
+    drop-down never waits for the rest)."""
+    return list(_engine.jobs.values()) if _engine is not None else []
+
+
 def recent_prompts(jobs, limit=20):
     """The last `limit` distinct prompts of `jobs`, newest first: the prompt field's
     drop-down. History text is data: anything but text is skipped; control characters and

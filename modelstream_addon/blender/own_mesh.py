@@ -10,11 +10,11 @@ original is never modified. Everything is checked before the first request.
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
 
-from . import errors, inputs, model_tasks, preferences, runtime
-from .importer import world_bounds
-from .library import result_root
-from .operators import caller_options, fail, online_poll
-from .tasks import TEXTURE_QUALITIES, ValidationError
+from ..core import errors, model_tasks
+from ..core.tasks import TEXTURE_QUALITIES, ValidationError
+from . import inputs, preferences, runtime
+from .importer import result_root, world_bounds
+from .operator_base import caller_options, fail, online_poll
 
 EXPORT_NAME = "selection.glb"
 _ANIMATION_ITEMS = [(name, name.split(":", 1)[1].replace(":", " ").title(), f"Tripo's {name}")
@@ -172,12 +172,12 @@ def texture_selected(context, opts, service=None, objects=None):
     """Texture the meshes (default: the selection); returns the first step's job."""
     client = _client(context, service, model_tasks.IMPORT)
     meshes_of(context, objects)  # before any capture: a wrong selection costs nothing
-    gathered, workdir = inputs.gather(context, {**opts, "task_type": model_tasks.TEXTURE})
-    workdir = workdir or inputs.new_workdir()
+    workdir = inputs.new_workdir()
     try:
+        gathered = inputs.gather(context, opts, ("image_path",), workdir)
         return _send_selection(context, opts, client, [model_tasks.texture_step(gathered)],
                                workdir, objects)
-    except (errors.ModelStreamError, RuntimeError):
+    except Exception:
         inputs.discard(workdir)
         raise
 

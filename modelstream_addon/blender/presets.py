@@ -1,9 +1,10 @@
 """Option presets through Blender's own preset menu, in the Options panel's header.
 
-The shipped presets are files of the add-on (presets/modelstream/generate/), found through
-a registered preset path and read-only like every extension file. The user's own presets
-are written under the extension's user folder, registered the same way, so the add-on
-writes nothing into Blender's scripts folder. Both are run by `script.execute_preset`.
+The shipped presets are files of the add-on (presets/modelstream/generate/ in its top
+folder), found through a registered preset path and read-only like every extension file.
+The user's own presets are written under the extension's user folder, registered the same
+way, so the add-on writes nothing into Blender's scripts folder. Both are run by
+`script.execute_preset`.
 """
 
 import os
@@ -12,18 +13,20 @@ import bpy
 from bl_operators.presets import AddPresetBase
 from bl_ui.utils import PresetPanel
 
-from . import paths
+from ..core import paths
+from .user_files import user_folder
 
 SUBDIR = "modelstream/generate"
 # The generate options a preset holds: how, not what (no prompt, inputs or task type).
 OPTIONS = ("model_version", "face_limit", "texture", "pbr", "texture_quality", "quad",
            "auto_size", "placement", "size_mode", "target_size", "shading")
-SHIPPED = os.path.dirname(os.path.abspath(__file__))  # holds presets/<SUBDIR>
+# The add-on's top folder: it holds presets/<SUBDIR>, the shipped presets.
+SHIPPED = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def user_root():
     """The extension's user folder: it holds presets/<SUBDIR>, the user's own presets."""
-    return bpy.utils.extension_path_user(__package__, create=True)
+    return user_folder()
 
 
 class MODELSTREAM_PT_presets(PresetPanel, bpy.types.Panel):

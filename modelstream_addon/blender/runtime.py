@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import engine as engine_mod
-from . import errors, importer, inputs, joblist, model_tasks, preferences, services, tasks
-from .job import IMPORTED, READY
+from ..core import engine as engine_mod
+from ..core import errors, joblist, services, tasks
+from ..core.job import IMPORTED, READY
+from . import importer, inputs, preferences
+from .user_files import user_folder
 
 TICK_SECONDS = 0.2
 SESSION_START = time.time()  # the add-on's modules load anew when it is enabled
@@ -33,15 +35,16 @@ _balance_future = None
 _no_balance = set()  # (service, base URL) that has no balance endpoint: asked once only
 balance = ""  # the credit balance the panel shows; '' when the service gives none
 balance_service = ""  # the service `balance` is of
-library_warnings = {}  # job id -> why Save Results to Library could not save its model
+# Called with (context, job) once a job has landed in the scene, the way bpy.app.handlers
+# are: what sits above the runtime (the library's Save Results to Library) adds its own.
+on_landed = []
 
 
 def engine():
     global _engine
     if _engine is None:
-        downloads = bpy.utils.extension_path_user(__package__, path="downloads", create=True)
-        history = bpy.utils.extension_path_user(__package__, create=True)
-        _engine = engine_mod.Engine(downloads, history_path=f"{history}/history.json",
+        _engine = engine_mod.Engine(user_folder("downloads"),
+                                    history_path=f"{user_folder()}/history.json",
                                     max_history=preferences.get().max_history,
                                     inputs_dir=inputs.inputs_dir(),
                                     load_async=_load_async())
@@ -86,9 +89,17 @@ def apply_preferences(context=None):
                       max_download=prefs.max_download_mb * 1024 * 1024)
 
 
+def _preferences_changed(context, name):
+    if name == "service":
+        refresh_balance(context)
+    else:
+        apply_preferences(context)
+
+
 def start():
     """On enable: load the history, resume unfinished tasks, and tick in the GUI (where the
     history loads on a thread: the timer takes it in and resumes them then)."""
+    preferences.on_change.append(_preferences_changed)
     resume()
     if not bpy.app.background:
         bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
@@ -142,6 +153,8 @@ def shutdown():
         bpy.app.timers.unregister(_timer)
     if _after_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_after_load)
+    if _preferences_changed in preferences.on_change:
+        preferences.on_change.remove(_preferences_changed)
     if _engine is not None:
         _engine.shutdown()
         _engine = None
@@ -273,26 +286,27 @@ def check_online():
 
 
 def prepare(context, opts, service=None):
-    """Validate, capture or convert the inputs and build the body. Raises
+    """Validate, capture or convert the inputs and build the bodies. Raises
     ModelStreamError (ValidationError, ConfigError) on bad input, leaving nothing behind.
     `service` (a services.py name) instead of the chosen one."""
     check_online()
-    count = tasks.variation_count(opts)
     placement = import_options(context, opts)
-    opts, workdir = inputs.gather(context, opts)
-    try:
-        body = tasks.build_task(opts)
+    client = preferences.make_client(context, service)
+
+    def check(body):
         _check_source(body)
-        client = preferences.make_client(context, service)
         client.service.check(body)
-        variants = tasks.vary(body, count) if count > 1 else []
-    except errors.ModelStreamError:
+
+    workdir = inputs.new_workdir()
+    try:
+        request = tasks.build_request(
+            opts, lambda o, fields: inputs.gather(context, o, fields, workdir), check)
+    except Exception:
         inputs.discard(workdir)
         raise
-    overridden = tasks.overrides(opts)
-    note = (f"extra_params sets {', '.join(overridden)}, overriding the option"
-            + ("s" if len(overridden) > 1 else "")) if overridden else ""
-    return Prepared(body, client, workdir, placement, note, variants)
+    bodies = request.bodies
+    return Prepared(bodies[0], client, inputs.kept(workdir), placement, request.note,
+                    bodies if len(bodies) > 1 else [])
 
 
 def _source_job(body):
@@ -455,29 +469,12 @@ def land(context, job, note="", push_undo=False):
         mirror(context.window_manager, job)
         return message
     engine().mark_imported(job.id, added, f"{added}: {note}" if note else None)
-    _keep(context, job)
+    for handler in list(on_landed):
+        handler(context, job)
     mirror(context.window_manager, job)
     if push_undo and not bpy.app.background:
         bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
     return ""
-
-
-def _keep(context, job):
-    """Save Results to Library (a preference): a landed model is saved as an asset too. A
-    failure is a warning (the job's message, `library_warnings`, the console), never a lost
-    result."""
-    if (not preferences.get(context).save_results_to_library
-            or model_tasks.output_kind(job.body.get("type", "")) != "model"):
-        return
-    from . import library
-
-    try:
-        library.save_job(context, job)
-    except (errors.ModelStreamError, OSError, RuntimeError) as e:
-        warning = f"{job.imported_as} was not saved to the library: {e}"
-        library_warnings[job.id] = warning
-        engine().mark_imported(job.id, job.imported_as, f"{job.message}; {warning}")
-        print(f"ModelStream: WARNING: {warning}")
 
 
 def outcome(context, job, note="", push_undo=False):

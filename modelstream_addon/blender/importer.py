@@ -6,7 +6,7 @@ import math
 import bpy
 from mathutils import Matrix, Vector
 
-from . import model_tasks, tasks
+from ..core import model_tasks, tasks
 
 COLLECTION = "ModelStream"
 ROW = "modelstream_row"  # on a variation's Empty: the row it landed in
@@ -101,6 +101,13 @@ def _matrix(values):
                     for v in values)):
         return Matrix([values[i:i + 4] for i in range(0, 16, 4)])
     return Matrix.Identity(4)
+
+
+def result_root(obj):
+    """The Empty a result was imported under (it carries the task id), or None."""
+    while obj is not None and "modelstream_task_id" not in obj:
+        obj = obj.parent
+    return obj if obj is not None and obj.type == 'EMPTY' else None
 
 
 def row_of(obj):

@@ -14,6 +14,7 @@ import os
 import random
 import re
 import urllib.parse
+from dataclasses import dataclass
 
 from . import imagefile
 from .errors import ConfigError
@@ -236,8 +237,7 @@ def build_task(opts):
 def image_fields(opts):
     """The image options this task would read, so unrelated leftovers are never touched."""
     kind = opts.get("task_type")
-    if kind in ("image_to_model", "generate_image", "generate_multiview_image",
-                "texture_model"):
+    if kind in ("image_to_model", "generate_image", "generate_multiview_image"):
         return ("image_path",)
     if kind == "multiview_to_model" and not (opts.get("original_task_id") or "").strip():
         return tuple(f"view_{v}" for v in VIEWS)
@@ -300,3 +300,32 @@ def vary(body, count, rng=None):
                                   f"{MAX_SEED - count} for {count} variations.")
         first[name] = given if given is not None else rng.randrange(MAX_SEED - count)
     return [{**body, **{name: seed + i for name, seed in first.items()}} for i in range(count)]
+
+
+@dataclass
+class Request:
+    """What `build_request` returns: the bodies to send and what the job should say."""
+
+    bodies: list  # one body, or one per variation with its own seeds
+    note: str = ""  # e.g. the options extra_params overrides
+
+
+def build_request(opts, gather=None, check=None):
+    """The options to the validated request bodies, all variations included, in one call.
+
+    `gather(opts, fields)` returns the options with the image `fields` the task reads made
+    into files (captures and conversions, the Blender side's work); `check(body)` raises
+    for what the service or the history refuses. Nothing is sent here: every error is a
+    ValidationError or ConfigError before any credit is spent, and a wrong variation count
+    is refused before anything is gathered."""
+    count = variation_count(opts)
+    fields = image_fields(opts)
+    if gather is not None and fields:
+        opts = gather(opts, fields)
+    body = build_task(opts)
+    if check is not None:
+        check(body)
+    overridden = overrides(opts)
+    note = (f"extra_params sets {', '.join(overridden)}, overriding the option"
+            + ("s" if len(overridden) > 1 else "")) if overridden else ""
+    return Request(vary(body, count), note)
