@@ -66,7 +66,7 @@ def test_an_unknown_service_is_refused_naming_the_choices(blender, service, monk
 
 
 def test_the_default_address_follows_the_service_a_typed_one_stays(blender, addon):
-    prefs = blender.context.preferences.addons[addon.preferences.__package__].preferences
+    prefs = blender.context.preferences.addons[addon.preferences.PACKAGE].preferences
     try:
         prefs.service = 'TRIPO_V3'
         assert prefs.base_url == "https://openapi.tripo3d.ai"

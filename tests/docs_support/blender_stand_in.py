@@ -5,12 +5,12 @@ It takes the arguments the docs use (`-b`, `--online-mode`, `--python-expr CODE`
 for this run when asked, the installed extension enabled as a user's Blender enables it at
 start-up, the code or file run with `sys.argv` as Blender leaves it."""
 
-import os
+import os  # noqa: I001 (bpy first: it makes addon_utils importable)
 import runpy
 import sys
 import traceback
 
-import bpy  # noqa: I001 (first: it makes addon_utils importable)
+import bpy
 import addon_utils
 
 ADDON = "bl_ext.user_default.modelstream_addon"
@@ -25,7 +25,7 @@ def main(argv):
     if addon_utils.enable(ADDON, default_set=True) is None:
         sys.exit(f"the extension {ADDON} is not installed in BLENDER_USER_RESOURCES")
     sys.argv = ["blender", *argv[1:]]
-    for flag, value in zip(args, args[1:]):
+    for flag, value in zip(args, args[1:], strict=False):
         if flag == "--python-expr":
             exec(compile(value, "<string>", "exec"), {"__name__": "__main__"})
         elif flag in ("-P", "--python"):
