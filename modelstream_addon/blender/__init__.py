@@ -10,6 +10,7 @@ in a circle.
 """
 
 from . import (
+    game_ready,
     library,
     operators,
     own_mesh,
@@ -22,7 +23,8 @@ from . import (
 )
 
 # In registration order: settings first, panels last.
-_MODULES = (properties, preferences, operators, library, presets, variations, own_mesh, ui)
+_MODULES = (properties, preferences, operators, library, presets, variations, own_mesh,
+            game_ready, ui)
 
 
 def register():

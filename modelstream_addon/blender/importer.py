@@ -6,11 +6,13 @@ import math
 import bpy
 from mathutils import Matrix, Vector
 
-from ..core import model_tasks, tasks
+from ..core import model_tasks, post_tasks, tasks
 
 COLLECTION = "ModelStream"
 ROW = "modelstream_row"  # on a variation's Empty: the row it landed in
 ROW_PLACE = "modelstream_row_place"  # where the row started: Keep This One goes there
+PART = "modelstream_part"  # on a part's object: the service's name for it
+PARTS = "modelstream_parts"  # on a segmentation result's Empty: its parts' names
 _IMPORTERS = {
     "glb": lambda path: bpy.ops.import_scene.gltf(filepath=path),
     "fbx": lambda path: bpy.ops.import_scene.fbx(filepath=path),
@@ -60,6 +62,32 @@ def _model_size(objects):
     return max(bounds[1] - bounds[0]) if bounds else 0.0
 
 
+def fit_height(context, empty, objects, height):
+    """Scale the Empty (never the mesh data) so `objects` stand `height` tall."""
+    context.view_layer.update()
+    bounds = world_bounds(objects)
+    tall = (bounds[1].z - bounds[0].z) if bounds else 0.0
+    if tall > 0 and height > 0:
+        empty.scale = empty.scale * (height / tall)
+
+
+def base_at_origin(context, empty, objects):
+    """Move the Empty's children so that `objects` rest on the Empty's origin: their
+    lowest point at its Z, their bounding box centred over it in X and Y."""
+    context.view_layer.update()
+    bounds = world_bounds(objects)
+    if bounds is None:
+        return
+    low, high = bounds
+    at = empty.matrix_world.translation
+    shift = Vector((at.x - (low.x + high.x) / 2, at.y - (low.y + high.y) / 2, at.z - low.z))
+    for child in empty.children:
+        moved = child.matrix_world.copy()
+        moved.translation += shift
+        child.matrix_world = moved
+    context.view_layer.update()
+
+
 def _place(context, empty, new, options):
     """Cursor, origin or the replaced object's place; scale to a size on the Empty only,
     so the mesh data keeps the service's units."""
@@ -76,6 +104,8 @@ def _place(context, empty, new, options):
         goal = options.get("target_size", 1.0)
     if goal and size > 0:
         empty.scale = (goal / size,) * 3
+    elif options.get("size_mode") == 'HEIGHT':
+        fit_height(context, empty, new, _number(options.get("target_size"), 1.0))
     if target is not None:
         empty.location = target.matrix_world.translation
         empty.rotation_euler = target.matrix_world.to_euler()
@@ -87,11 +117,20 @@ def _place(context, empty, new, options):
         empty.location = options["location"]
     elif placement == 'CURSOR':
         empty.location = context.scene.cursor.location
+    if options.get("origin_at_base") is True:
+        base_at_origin(context, empty, new)
     _line_up(context, empty, new, options)
     shading = options.get("shading", 'KEEP')
     for obj in new:
         if obj.type == 'MESH' and shading != 'KEEP':
             (obj.data.shade_smooth if shading == 'SMOOTH' else obj.data.shade_flat)()
+
+
+def _number(value, default):
+    """A positive finite number out of the history, else `default`."""
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and value > 0)
+    return value if ok else default
 
 
 def _matrix(values):
@@ -201,6 +240,8 @@ def add_result(context, job):
     """Import a finished job's model (its preview image is a bonus) or load its images.
     Returns what was added, for messages."""
     task_type = job.body["type"]
+    if model_tasks.output_kind(task_type) == "file":
+        return job.message  # a conversion is a file to keep: nothing enters the scene
     if model_tasks.output_kind(task_type) != "model":
         images = load_images(job.images, task_id=job.task_id, task_type=task_type)
         return ", ".join(image.name for image in images)
@@ -208,9 +249,68 @@ def add_result(context, job):
         context, job.output_path, job.output_format, name=tasks.describe(job.body),
         task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
         options=job.import_options, provenance=_provenance(job))
+    if task_type in (post_tasks.SEGMENT, post_tasks.COMPLETE):
+        _name_parts(empty)
+    _gather_lod(context, empty, job.import_options.get("lod"))
     with contextlib.suppress(ImportFailed):
         load_images(job.images, task_id=job.task_id, task_type=task_type, keep=False)
     return empty.name
+
+
+def _service_name(obj):
+    """The name the file gave an object: Blender adds .001 when the name is taken."""
+    base, dot, number = obj.name.rpartition(".")
+    return base if dot and number.isdigit() and len(number) == 3 else obj.name
+
+
+def parts_of(root):
+    """{part name: object} of a segmentation result's mesh parts."""
+    return {obj[PART]: obj for obj in root.children_recursive
+            if obj.type == 'MESH' and isinstance(obj.get(PART), str)}
+
+
+def _name_parts(empty):
+    """Each mesh of a segmentation is a part, named as the service named its node."""
+    names = []
+    for obj in empty.children_recursive:
+        if obj.type == 'MESH':
+            obj[PART] = tasks.safe_name(_service_name(obj), post_tasks.MAX_PART_NAME)
+            names.append(obj[PART])
+    empty[PARTS] = names
+
+
+def lod_name(group, index):
+    """`<group>_LOD<index>`: the suffix Unreal's and Unity's importers group into one
+    asset with LODs."""
+    return f"{group}_LOD{index}"
+
+
+def _gather_lod(context, empty, lod):
+    """An LOD lands named `<group>_LOD<n>` (its Empty and meshes), in the group's own
+    collection; the history's values are checked, a bad one leaves the result as it is."""
+    if not isinstance(lod, dict):
+        return
+    group, index = lod.get("group"), lod.get("index")
+    if not (isinstance(group, str) and tasks.is_int(index)
+            and 0 <= index < post_tasks.MAX_LODS):
+        return
+    group = tasks.safe_name(group, 48) or "model"
+    name = lod_name(group, index)
+    empty.name = name
+    empty["modelstream_lod"] = index
+    meshes = [o for o in empty.children_recursive if o.type == 'MESH']
+    for obj in meshes:
+        obj.name = name
+    parent = _collection(context.scene)
+    coll = bpy.data.collections.get(f"{group}_LODs")
+    if coll is None:
+        coll = bpy.data.collections.new(f"{group}_LODs")
+    if coll.name not in parent.children:
+        parent.children.link(coll)
+    for obj in (empty, *empty.children_recursive):
+        for owner in list(obj.users_collection):
+            owner.objects.unlink(obj)
+        coll.objects.link(obj)
 
 
 def _provenance(job):

@@ -151,7 +151,7 @@ def placement_for(context, opts, reference, objects):
 
 # Starting a chain -----------------------------------------------------------------------
 
-def _client(context, service, kind):
+def client_for(context, service, kind):
     """The client, after the service has said it can run `kind` (v3 only)."""
     runtime.check_online()
     client = preferences.make_client(context, service)
@@ -159,23 +159,24 @@ def _client(context, service, kind):
     return client
 
 
-def _send_selection(context, opts, client, then, workdir, objects):
+def send_selection(context, opts, client, then, workdir, objects, copy_to=""):
     """Export the objects into `workdir` and submit their import, `then` after it."""
     objects = meshes_of(context, objects)
     path, reference = export_selection(context, objects, workdir)
     body = model_tasks.import_body(path)
     return runtime.submit(context, runtime.Prepared(
-        body, client, workdir, placement_for(context, opts, reference, objects), then=then))
+        body, client, workdir, placement_for(context, opts, reference, objects), then=then,
+        copy_to=copy_to))
 
 
 def texture_selected(context, opts, service=None, objects=None):
     """Texture the meshes (default: the selection); returns the first step's job."""
-    client = _client(context, service, model_tasks.IMPORT)
+    client = client_for(context, service, model_tasks.IMPORT)
     meshes_of(context, objects)  # before any capture: a wrong selection costs nothing
     workdir = inputs.new_workdir()
     try:
         gathered = inputs.gather(context, opts, ("image_path",), workdir)
-        return _send_selection(context, opts, client, [model_tasks.texture_step(gathered)],
+        return send_selection(context, opts, client, [model_tasks.texture_step(gathered)],
                                workdir, objects)
     except Exception:
         inputs.discard(workdir)
@@ -190,19 +191,19 @@ def _rig_model(opts):
 def rig(context, opts, root=None, service=None, objects=None):
     """Rig (and, with animations, animate) a generated model, or the meshes (default: the
     selection) imported first; returns the first step's job."""
-    client = _client(context, service, model_tasks.RIG)
+    client = client_for(context, service, model_tasks.RIG)
     steps = model_tasks.rig_steps(opts.get("spec", "tripo"), _rig_model(opts),
                                   sorted(opts.get("animations") or ()))
     if root is not None:
         first = model_tasks.next_body(steps[0], str(root["modelstream_task_id"]))
         prepared = runtime.Prepared(first, client, "", placement_for(context, opts, root,
-                                                                     _meshes_under(root)),
+                                                                     meshes_under(root)),
                                     then=steps[1:])
         return runtime.submit(context, prepared)
     meshes_of(context, objects)
     workdir = inputs.new_workdir()
     try:
-        return _send_selection(context, opts, client, steps, workdir, objects)
+        return send_selection(context, opts, client, steps, workdir, objects)
     except (errors.ModelStreamError, RuntimeError):
         inputs.discard(workdir)
         raise
@@ -219,13 +220,13 @@ def rig_task_of(root):
 
 def animate(context, opts, root, service=None):
     """Retarget preset animations onto a rigged result; returns the job."""
-    client = _client(context, service, model_tasks.RETARGET)
+    client = client_for(context, service, model_tasks.RETARGET)
     step = model_tasks.retarget_step(sorted(opts.get("animations") or ()))
     rig_task = rig_task_of(root)
     if not rig_task:
         raise ValidationError("selection", "select a rigged model (made with Rig) to animate.")
     body = model_tasks.next_body(step, rig_task)
-    placement = {**placement_for(context, opts, root, _meshes_under(root)),
+    placement = {**placement_for(context, opts, root, meshes_under(root)),
                  "steps": {**steps_of(root), model_tasks.RIG: rig_task}}
     return runtime.submit(context, runtime.Prepared(body, client, "", placement))
 
@@ -236,7 +237,7 @@ def steps_of(root):
     return {kind: task_id for kind, task_id in found.items() if isinstance(task_id, str)}
 
 
-def _meshes_under(root):
+def meshes_under(root):
     return [o for o in root.children_recursive if o.type == 'MESH'] or [root]
 
 
@@ -247,13 +248,16 @@ def generated_root(context):
 
 # Operators ------------------------------------------------------------------------------
 
-class MeshOperator(OperatorMeshOptions):
+class ChainOperator:
     """Starts a chain with `start`, then lands it: at once headless, from the timer in the
-    GUI. Properties a caller set win; the rest come from the panel's settings."""
+    GUI. Properties a caller set win; the rest come from the panel's settings (the Scene's
+    `settings` group, `names` its options)."""
 
     bl_options = {'UNDO'}
     doing = ""  # said when it starts in the GUI
     needs = ""  # why the button is greyed out when `ready` says no
+    settings = "modelstream_mesh"
+    names = MESH_OPTION_NAMES
 
     @staticmethod
     def ready(context):
@@ -268,26 +272,37 @@ class MeshOperator(OperatorMeshOptions):
             return False
         return True
 
+    said = "added "  # before what landed, in the report
+
     def execute(self, context):
-        opts = caller_options(self, context.scene.modelstream_mesh, MESH_OPTION_NAMES)
+        opts = caller_options(self, getattr(context.scene, self.settings), self.names)
         context.window_manager.modelstream_error = ""
         try:
-            job = self.start(context, opts)
+            started = self.start(context, opts)
         except errors.ModelStreamError as e:
             return fail(self, context, str(e))
+        jobs = started if isinstance(started, list) else [started]  # e.g. one per LOD
         if not bpy.app.background:
-            runtime.follow(context, job)
+            for job in jobs:
+                runtime.follow(context, job)
             self.report({'INFO'}, f"ModelStream: {self.doing} started")
             return {'FINISHED'}
-        last = runtime.wait(context, job)
-        problem = runtime.outcome(context, last)
-        if problem:
-            return fail(self, context, problem)
-        self.report({'INFO'}, f"ModelStream: added {last.imported_as} (task {last.task_id})")
-        return {'FINISHED'}
+        problems = []
+        for job in jobs:  # every one lands before any failure is reported
+            last = runtime.wait(context, job)
+            problems.append(runtime.outcome(context, last))
+            if not problems[-1]:
+                self.report({'INFO'}, f"ModelStream: {self.said}{last.imported_as} (task "
+                            f"{last.task_id})")
+        problem = next((p for p in problems if p), "")
+        return fail(self, context, problem) if problem else {'FINISHED'}
 
 
-def _has_mesh(context):
+class MeshOperator(ChainOperator, OperatorMeshOptions):
+    """An own-mesh command: texture, rig, animate."""
+
+
+def has_mesh(context):
     return any(o.type == 'MESH' for o in context.selected_objects)
 
 
@@ -298,7 +313,7 @@ class MODELSTREAM_OT_texture_selected(MeshOperator, bpy.types.Operator):
     bl_idname = "modelstream.texture_selected"
     bl_label = "Texture Selected"
     doing, needs = "texturing", "Select the mesh objects to texture"
-    ready = staticmethod(_has_mesh)
+    ready = staticmethod(has_mesh)
 
     def start(self, context, opts):
         return texture_selected(context, opts)
@@ -314,7 +329,7 @@ class MODELSTREAM_OT_rig(MeshOperator, bpy.types.Operator):
 
     @staticmethod
     def ready(context):
-        return generated_root(context) is not None or _has_mesh(context)
+        return generated_root(context) is not None or has_mesh(context)
 
     def start(self, context, opts):
         return rig(context, opts, generated_root(context))

@@ -75,6 +75,18 @@ def _options_mixin(options):
         auto_size: BoolProperty(
             name="Auto Size", default=False, options=options,
             description="Scale the model to a plausible real-world size")
+        generate_parts: BoolProperty(
+            name="Generate Parts", default=False, options=options,
+            description="The model comes as named parts (untextured triangles: texture, "
+            "PBR and quad off)")
+        smart_low_poly: BoolProperty(
+            name="Smart Low Poly", default=False, options=options,
+            description="Hand-made-looking low-poly topology: face limit 1,000-20,000 "
+            "(500-10,000 with quads)")
+        geometry_quality: EnumProperty(
+            name="Geometry Quality", default="standard", options=options, items=[
+                ("standard", "Standard", "Standard geometry"),
+                ("detailed", "Detailed", "Finer geometry, slower and costs more")])
         style: StringProperty(
             name="Style", options=options,
             description="Stylization preset; empty for none. Deprecated upstream: the "
@@ -147,10 +159,16 @@ def _options_mixin(options):
         size_mode: EnumProperty(
             name="Size", default='KEEP', options=options, items=[
                 ('KEEP', "As Delivered", "Keep the service's units"),
-                ('FIT', "Fit Size", "Scale so the largest side is the target size")])
+                ('FIT', "Fit Size", "Scale so the largest side is the target size"),
+                ('HEIGHT', "Height (m)", "Scale so the model stands the target size tall")])
         target_size: FloatProperty(
             name="Target Size", default=1.0, min=0.001, soft_max=100.0, unit='LENGTH',
-            options=options, description="Largest side of the model after import")
+            options=options, description="Largest side (Fit Size) or height (Height) of "
+            "the model after import")
+        origin_at_base: BoolProperty(
+            name="Origin at Base", default=False, options=options,
+            description="Put the model's lowest point at the placement point, centred "
+            "over it, as an engine expects an asset's origin")
         shading: EnumProperty(
             name="Shading", default='KEEP', options=options, items=[
                 ('KEEP', "As Delivered", "Keep the file's shading"),

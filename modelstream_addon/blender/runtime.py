@@ -252,6 +252,7 @@ class Prepared:
     note: str = ""
     variants: list = field(default_factory=list)  # bodies with their own seeds, or []
     then: list = field(default_factory=list)  # a chain's steps after this task
+    copy_to: str = ""  # a checked path the chain's converted file is copied to
 
     def each(self):
         """One Prepared per task to send: itself, or one per variation, each with its
@@ -268,7 +269,7 @@ def import_options(context, opts):
     """Where the result goes, fixed at submit: the selection may change while it runs."""
     options = {name: opts.get(name, default) for name, default in (
         ("placement", 'CURSOR'), ("size_mode", 'KEEP'), ("target_size", 1.0),
-        ("shading", 'KEEP'))}
+        ("origin_at_base", False), ("shading", 'KEEP'))}
     if options["placement"] == 'REPLACE':
         active = context.view_layer.objects.active
         if active is None:
@@ -348,7 +349,7 @@ def submit(context, prepared):
     """Send a prepared task; returns its job at once."""
     image_transport = preferences.get(context).image_transport.lower()
     new = engine().submit(prepared.client, prepared.body, image_transport, prepared.workdir,
-                          prepared.placement, prepared.note, prepared.then)
+                          prepared.placement, prepared.note, prepared.then, prepared.copy_to)
     sync(context.window_manager)
     return new
 

@@ -6,10 +6,10 @@ import textwrap
 import bpy
 import bpy.utils.previews
 
-from ..core import errors, services, tasks
+from ..core import errors, post_tasks, services, tasks
 from ..core.job import FINAL_STATES
 from . import inputs, preferences, runtime
-from .importer import result_root, row_of
+from .importer import parts_of, result_root, row_of
 from .presets import MODELSTREAM_PT_presets
 from .user_files import PACKAGE
 
@@ -251,6 +251,10 @@ MENU_OPERATORS = (
     ("modelstream.keep_variation", 'CHECKMARK'), ("modelstream.texture_selected", 'TEXTURE'),
     ("modelstream.rig", 'ARMATURE_DATA'), ("modelstream.animate", 'ACTION'),
     None,
+    ("modelstream.split_parts", 'MOD_EXPLODE'), ("modelstream.complete_parts", 'MOD_REMESH'),
+    ("modelstream.make_lods", 'MOD_DECIM'), ("modelstream.stylize", 'MOD_BUILD'),
+    ("modelstream.set_size", 'FIXED_SIZE'), ("modelstream.export_model", 'EXPORT'),
+    None,
     ("modelstream.cancel", 'X'), ("modelstream.retry_job", 'FILE_REFRESH'),
     ("modelstream.import_job", 'IMPORT'), ("modelstream.use_result", 'FORWARD'),
     ("modelstream.copy_task_id", 'COPYDOWN'), ("modelstream.remove_job", 'TRASH'),
@@ -313,10 +317,16 @@ class MODELSTREAM_PT_options(SidebarPanel, bpy.types.Panel):
         layout.prop(settings, "style")
         layout.prop(settings, "extra_params")
         layout.separator()
+        layout.prop(settings, "generate_parts")
+        layout.prop(settings, "smart_low_poly")
+        layout.prop(settings, "geometry_quality")
+        layout.separator()
         layout.prop(settings, "placement")
         layout.prop(settings, "size_mode")
-        if settings.size_mode == 'FIT':
-            layout.prop(settings, "target_size")
+        if settings.size_mode != 'KEEP':
+            layout.prop(settings, "target_size",
+                        text="Height" if settings.size_mode == 'HEIGHT' else None)
+        layout.prop(settings, "origin_at_base")
         layout.prop(settings, "shading")
 
 
@@ -357,8 +367,64 @@ class MODELSTREAM_PT_own_mesh(SidebarPanel, bpy.types.Panel):
         row.operator("modelstream.animate", icon='ACTION')
 
 
+class MODELSTREAM_PT_game_ready(SidebarPanel, bpy.types.Panel):
+    """Output a pipeline can ship: parts, LODs, a style, a real size, a file for an engine."""
+
+    bl_label = "Game Ready"
+    bl_parent_id = "MODELSTREAM_PT_generate"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.modelstream_game
+        service = preferences.shown_service(context)
+        reason = service.unsupported(post_tasks.SEGMENT)
+        if reason:
+            _wrapped(layout, context, reason, icon='INFO')
+        col = layout.column(align=True)
+        col.prop(settings, "segment_model", text="")
+        col.operator("modelstream.split_parts", icon='MOD_EXPLODE')
+        root = result_root(context.view_layer.objects.active)
+        parts = parts_of(root) if root is not None else {}
+        if parts:
+            box = col.box()
+            flow = box.grid_flow(columns=2, even_columns=True, align=True)
+            for name, obj in parts.items():
+                flow.prop(obj, "modelstream_complete", text=name)
+            box.prop(settings, "completion_mode", text="")
+            box.operator("modelstream.complete_parts", icon='MOD_REMESH')
+        col.separator()
+        row = col.row(align=True)
+        row.prop(settings, "lod_limits", text="LODs")
+        row.prop(settings, "lod_quad", text="", icon='MESH_GRID')
+        col.operator("modelstream.make_lods", icon='MOD_DECIM')
+        col.separator()
+        row = col.row(align=True)
+        row.prop(settings, "style", text="")
+        if settings.style == "minecraft":
+            row.prop(settings, "block_size")
+        col.operator("modelstream.stylize", icon='MOD_BUILD')
+        col.separator()
+        row = col.row(align=True)
+        row.prop(settings, "height")
+        row.prop(settings, "origin_at_base", text="", icon='TRIA_DOWN_BAR')
+        op = col.operator("modelstream.set_size", icon='FIXED_SIZE')
+        op.height, op.origin_at_base = settings.height, settings.origin_at_base
+        col.separator()
+        col.prop(settings, "export_format", text="")
+        if settings.export_format == "FBX":
+            col.prop(settings, "fbx_preset", text="")
+        col.prop(settings, "export_orientation")
+        col.prop(settings, "export_face_limit")
+        col.prop(settings, "texture_size")
+        col.prop(settings, "pivot_to_center_bottom")
+        col.prop(settings, "export_path", text="")
+        col.operator("modelstream.export_model", icon='EXPORT')
+
+
 CLASSES = (MODELSTREAM_MT_main, MODELSTREAM_UL_jobs, MODELSTREAM_PT_generate,
-           MODELSTREAM_PT_options, MODELSTREAM_PT_own_mesh, MODELSTREAM_PT_jobs)
+           MODELSTREAM_PT_options, MODELSTREAM_PT_own_mesh, MODELSTREAM_PT_game_ready,
+           MODELSTREAM_PT_jobs)
 
 
 def register():

@@ -61,6 +61,9 @@ class Engine:
         self.jobs = {}
         self._records = {}
         self._cancels = {}
+        # job id -> the file a conversion is copied to: this session's word only, never
+        # the history's (a path from a file on disk never becomes a place to write)
+        self._copy_to = {}
         self._events = queue.Queue()
         self._slots = threading.Condition()
         self._line = collections.deque()
@@ -82,14 +85,17 @@ class Engine:
     # Main thread --------------------------------------------------------------------
 
     def submit(self, client, body, transport="auto", owned="", import_options=None, note="",
-               then=()):
+               then=(), copy_to=""):
         """Start a job for a validated body; returns at once. `transport` says how local
         images travel: 'auto' (upload, else data URL), 'upload' or 'data_url'; `owned` is
         a folder of input files deleted with the job; `import_options` are kept for
         whoever imports the result; `note` is shown with the job's details; `then` are
-        the steps of a chain to send after it (model_tasks.py)."""
+        the steps of a chain to send after it (model_tasks.py); `copy_to` is a checked
+        path the chain's converted file is copied to (paths.export_destination)."""
         job = Job(body=copy.deepcopy(body), owned=owned, note=note,
                   import_options=copy.deepcopy(import_options or {}), then=list(then))
+        if copy_to:
+            self._copy_to[job.id] = copy_to
         self._add(job)
         body, fetch = job.body, not job.then
         self._start(job, client,
@@ -120,7 +126,8 @@ class Engine:
             with contextlib.suppress(OSError):  # the history still says so, a moment later
                 self._journal.note_step(job_id)
         return self.submit(client, body, transport, import_options={
-            **job.import_options, "steps": steps}, note=job.note, then=rest)
+            **job.import_options, "steps": steps}, note=job.note, then=rest,
+            copy_to=self._copy_to.pop(job_id, ""))
 
     def attach(self, client, task_id, import_options=None):
         """Follow a task created elsewhere (same key): poll, download, ready to import."""
@@ -436,12 +443,13 @@ class Engine:
 
     def _start(self, job, client, run):
         cancel = self._cancels[job.id] = threading.Event()
-        threading.Thread(target=self._work, args=(job.id, cancel, client, run),
+        copy_to = "" if job.then else self._copy_to.pop(job.id, "")
+        threading.Thread(target=self._work, args=(job.id, cancel, client, run, copy_to),
                          name=f"modelstream-{job.id}", daemon=True).start()
 
     # Worker threads -----------------------------------------------------------------
 
-    def _work(self, job_id, cancel, client, run):
+    def _work(self, job_id, cancel, client, run, copy_to=""):
         """Waits for a slot, runs one job's steps, always reports back."""
         def post(**update):
             if "task_id" in update and self._journal is not None:
@@ -451,7 +459,7 @@ class Engine:
                                        known.body.get("type", "") if known else "")
             self._events.put((job_id, update))
 
-        steps = worker.Worker(client, cancel, post, self.settings, job_id)
+        steps = worker.Worker(client, cancel, post, self.settings, job_id, copy_to)
         try:
             self._acquire(job_id, cancel)
             try:

@@ -8,6 +8,7 @@ import mmap
 import os
 import struct
 import urllib.parse
+import zipfile
 
 from . import imagefile
 from .errors import DownloadError
@@ -59,6 +60,8 @@ def image_urls(output, kind):
     """[(name, url)] of the images a task returned. The multiview shape is not documented
     (flat `*_view_url` keys or nested under a key), so URL fields are collected by name."""
     output = output if isinstance(output, dict) else {}
+    if kind == "file":
+        return []
     if kind == "image":
         url = first_url(output, IMAGE_OUTPUT_KEYS)
         return [("generated_image", url)] if url else []
@@ -262,3 +265,104 @@ def check_model_file(path, *, folder, task_id=None):
         _refuse(path, folder, f"The downloaded model {problem}; it was not imported.",
                 task_id)
     return fmt
+
+
+EXPORT_FORMATS = ("glb", "fbx", "obj", "stl", "usdz", "3mf")
+MAX_ZIP_EXPANSION = 64  # a USDZ is stored uncompressed; a 3MF's XML deflates ~10x
+
+
+def export_format_from_url(url):
+    """The extension of a converted file's link, when it is one of EXPORT_FORMATS."""
+    ext = os.path.splitext(urllib.parse.urlsplit(url).path.lower())[1][1:]
+    return ext if ext in EXPORT_FORMATS else None
+
+
+def _text_problem(path, wanted):
+    """Why a text model file is not one (OBJ: vertex lines; ASCII STL: facets), or None."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if b"\0" in head:
+        return "is not a text file"
+    text = head.decode("utf-8", "replace")
+    if wanted == "obj":
+        return None if any(line.startswith("v ") for line in text.splitlines()) \
+            else "has no vertices"
+    return None if "facet" in text else "has no facets"
+
+
+def _stl_problem(path):
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(84)
+    if head[:5].lower() == b"solid" and _text_problem(path, "stl") is None:
+        return None  # ASCII STL
+    if len(head) < 84:
+        return "is too short to be an STL file"
+    count = struct.unpack_from("<I", head, 80)[0]
+    if size != 84 + 50 * count:
+        return f"declares {count} triangles but holds {max(0, size - 84) // 50}"
+    return None
+
+
+def _zip_problem(path, fmt):
+    """A USDZ or 3MF is a zip: its members must stay inside it, inflate to a sane size,
+    and include what the format needs (a USD layer first; a 3D/*.model)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return "is not a zip archive"
+    names = [m.filename for m in members]
+    if not names or any(n.startswith(("/", "\\")) or ".." in n.split("/") for n in names):
+        return "has members outside the archive"
+    if sum(m.file_size for m in members) > MAX_ZIP_EXPANSION * os.path.getsize(path) + 2**20:
+        return "inflates to far more than its size"
+    if fmt == "usdz" and not names[0].lower().endswith((".usd", ".usda", ".usdc")):
+        return "does not start with a USD layer"
+    if fmt == "3mf" and not any(n.lower().startswith("3d/") and n.lower().endswith(".model")
+                                for n in names):
+        return "holds no 3D model part"
+    return None
+
+
+def check_export_file(path, fmt, *, folder, task_id=None):
+    """Return the format of a converted file (its link's), or remove it and raise. The
+    content must be what the link says: a GLB or binary FBX walked as for an import, an
+    OBJ or STL that holds geometry, a USDZ or 3MF archive that holds what its format does."""
+    sniffed = imagefile.sniff(path)[0]
+    if fmt not in EXPORT_FORMATS:
+        problem = "is not one of the formats asked for"
+    elif fmt in ("glb", "fbx"):
+        problem = (f"is not a {fmt.upper()} file" if sniffed != fmt
+                   else _glb_problem(path) if fmt == "glb" else _fbx_problem(path))
+    elif fmt == "obj":
+        problem = _text_problem(path, "obj")
+    elif fmt == "stl":
+        problem = _stl_problem(path)
+    else:
+        problem = _zip_problem(path, fmt)
+    if problem:
+        _refuse(path, folder, f"The converted file {problem}; it was not kept.", task_id)
+    return fmt
+
+
+def largest_texture(path):
+    """The longest side, in pixels, of the largest image embedded in a GLB (read from the
+    images' headers, none decoded), or 0 when it has none or cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            magic, _, _, chunk_len, chunk_type = struct.unpack("<4sIIII", f.read(20))
+            if magic != b"glTF" or chunk_type != 0x4E4F534A or chunk_len > MAX_GLB_JSON:
+                return 0
+            doc = json.loads(f.read(chunk_len))
+            base = 20 + chunk_len + (-chunk_len % 4) + 8  # the BIN chunk's data
+            largest = 0
+            for image in doc.get("images", []):
+                view = doc["bufferViews"][image["bufferView"]]
+                f.seek(base + view.get("byteOffset", 0))
+                head = f.read(min(view["byteLength"], imagefile.HEAD))
+                _, width, height = imagefile.sniff_head(head)
+                largest = max(largest, width, height)
+            return largest
+    except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error):
+        return 0

@@ -1,5 +1,6 @@
 """Tasks on a model that already exists: import your own mesh, texture it, check it can be
-rigged, rig it, retarget preset animations onto it. No bpy here.
+rigged, rig it, retarget preset animations onto it; and the post-processing steps of
+post_tasks.py (parts, low poly, stylize, convert). No bpy here.
 
 Each is one task of the job engine; a chain runs them in order, each step taking the task
 id of the one before (`original_model_task_id`, v3's `input`). Names and values follow
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from . import tasks
+from . import post_tasks, tasks
 from .tasks import MAX_PROMPT, TEXTURE_QUALITIES, ValidationError, image_ref, is_int
 
 IMPORT = "import_model"
@@ -18,8 +19,11 @@ TEXTURE = "texture_model"
 RIG_CHECK = "animate_prerigcheck"
 RIG = "animate_rig"
 RETARGET = "animate_retarget"
-TYPES = (IMPORT, TEXTURE, RIG_CHECK, RIG, RETARGET)
-MODELS = (IMPORT, TEXTURE, RIG, RETARGET)  # a model comes back; a rig-check answers
+OWN_MESH = (IMPORT, TEXTURE, RIG_CHECK, RIG, RETARGET)
+TYPES = OWN_MESH + post_tasks.TYPES
+# A model comes back; a rig-check answers; a conversion brings a file to keep.
+MODELS = (IMPORT, TEXTURE, RIG, RETARGET) + post_tasks.MODELS
+RESULTS = MODELS + (post_tasks.CONVERT,)  # what a task followed by its id may bring
 
 RIG_SPECS = ("tripo", "mixamo", "actorcore", "unity", "unreal", "vrm")
 # SDK: unity / unreal / vrm need one of the newer rig models.
@@ -38,9 +42,12 @@ MODEL_MIME = {"glb": "model/gltf-binary", "fbx": "application/octet-stream",
 
 
 def output_kind(task_type):
-    """'model', 'image', 'multiview' (tasks.py's), or 'check' for a rig-check."""
+    """'model', 'image', 'multiview' (tasks.py's), 'check' for a rig-check, or 'file' for
+    a conversion (a file for another program, not imported)."""
     if task_type == RIG_CHECK:
         return "check"
+    if task_type == post_tasks.CONVERT:
+        return "file"
     return "model" if task_type in MODELS else tasks.output_kind(task_type)
 
 

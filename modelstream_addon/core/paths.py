@@ -85,3 +85,34 @@ def remove(root, path):
     else:
         with contextlib.suppress(OSError):
             os.remove(path)
+
+
+def export_destination(path, extension):
+    """Where the user asked a converted file to go, checked before the copy: an absolute
+    path to a file ending in `.extension` in a folder that exists, not a folder itself nor
+    a link (which would write elsewhere than it says). Returns the normalised path."""
+    if not isinstance(path, str) or not path.strip() or "\0" in path:
+        raise UnsafePathError("Give the path of the file to export to.")
+    path = os.path.abspath(os.path.expanduser(path.strip()))
+    if not path.lower().endswith(f".{extension}"):
+        raise UnsafePathError(f"The export path must end in .{extension}: {path}")
+    if os.path.isdir(path) or os.path.islink(path):
+        raise UnsafePathError(f"Refused {path}: it is a folder or a link, not a file.")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise UnsafePathError(f"There is no folder {os.path.dirname(path)} to export into.")
+    return path
+
+
+def copy_out(source, path, extension):
+    """Copy `source` to the checked export `path`: written beside it under a temporary name,
+    then moved into place, so a failed copy never leaves half a file under the user's
+    name."""
+    path = export_destination(path, extension)
+    temporary = f"{path}.part-{os.getpid()}"
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+    return path

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import urllib.parse
 
-from . import model_tasks
+from . import model_tasks, post_tasks
 from .errors import ConfigError
 from .tasks import ValidationError
 
@@ -33,7 +33,11 @@ class ModelStream:
 
     def unsupported(self, task_type):
         """Why this service has no such task, or '' (the panel greys it out)."""
-        return OWN_MESH_V3 if task_type in model_tasks.TYPES else ""
+        if task_type in model_tasks.OWN_MESH:
+            return OWN_MESH_V3
+        if task_type in post_tasks.TYPES and task_type != post_tasks.STYLIZE:
+            return GAME_READY_V3
+        return ""
 
     def refusal(self, body):
         """Why this service cannot run `body`, or ''."""
@@ -83,9 +87,19 @@ V3_MODEL_ROUTES = {
     model_tasks.RIG_CHECK: "/v3/animations/rig-check",
     model_tasks.RIG: "/v3/animations/rig",
     model_tasks.RETARGET: "/v3/animations/retarget",
+    post_tasks.SEGMENT: "/v3/mesh/segment",
+    post_tasks.COMPLETE: "/v3/mesh/complete",
+    post_tasks.LOWPOLY: "/v3/mesh/decimate",
+    post_tasks.CONVERT: "/v3/models/convert",
 }
 OWN_MESH_V3 = ("Texturing, rigging and animating a model you have need Tripo API v3 "
                "(nothing was sent): choose it as the Service in the add-on preferences.")
+GAME_READY_V3 = ("Parts, LODs and export for an engine need Tripo API v3 (nothing was "
+                 "sent): choose it as the Service in the add-on preferences, or set "
+                 "MODELSTREAM_SERVICE=tripo-v3.")
+STYLIZE_RETIRED = ("Tripo API v3 has no stylize_model: Tripo retired it (nothing was sent). "
+                   "Stylize runs on the ModelStream service (Tripo's v2 task API): choose "
+                   "it as the Service in the add-on preferences.")
 REFINE_RETIRED = ("Tripo API v3 has no refine_model: Tripo retired it (nothing was sent). "
                   "Choose ModelStream as the service in the add-on preferences to refine.")
 IMAGE_NEEDED = ("Tripo API v3 makes generate_image from an input image (nothing was sent): "
@@ -108,6 +122,8 @@ class TripoV3(ModelStream):
     def unsupported(self, task_type):
         if task_type == "refine_model":
             return REFINE_RETIRED
+        if task_type == post_tasks.STYLIZE:
+            return STYLIZE_RETIRED
         known = task_type in V3_ROUTES or task_type in V3_MODEL_ROUTES
         return "" if known else f"Tripo API v3 has no task {task_type!r}."
 

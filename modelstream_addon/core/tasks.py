@@ -25,6 +25,12 @@ MULTIVIEW_IMAGE_TYPES = ("generate_multiview_image", "edit_multiview_image")
 TASK_TYPES = MODEL_TYPES + IMAGE_TYPES + MULTIVIEW_IMAGE_TYPES
 VIEWS = ("front", "left", "back", "right")
 TEXTURE_QUALITIES = ("standard", "detailed", "extreme")
+GEOMETRY_QUALITIES = ("standard", "detailed")
+# smart_low_poly narrows the face limit (Tripo's docs): these, or QUAD_LOW_POLY with quads.
+SMART_LOW_POLY_FACES = (1000, 20000)
+QUAD_LOW_POLY_FACES = (500, 10000)
+P1 = "P1-"  # Tripo's P1 models refuse quad, smart_low_poly, generate_parts and
+# geometry_quality even when false: the keys are left out for them
 # extra_params may override these (the user's explicit intent wins), never anything else
 # an option sets, and never what names an input.
 OVERRIDABLE = frozenset(("face_limit", "texture", "pbr", "texture_quality"))
@@ -108,6 +114,43 @@ def _model_options(opts, body):
         value = (opts.get(text) or "").strip()
         if value:
             body[text] = value
+    _game_options(opts, body)
+
+
+def _game_options(opts, body):
+    """generate_parts, smart_low_poly and geometry_quality, sent only when asked for, with
+    the combinations the service refuses refused here first."""
+    parts = bool(opts.get("generate_parts", False))
+    low_poly = bool(opts.get("smart_low_poly", False))
+    quality = opts.get("geometry_quality") or "standard"
+    if quality not in GEOMETRY_QUALITIES:
+        raise ValidationError("geometry_quality", f"must be one of "
+                              f"{', '.join(GEOMETRY_QUALITIES)}, got {quality!r}.")
+    if str(body.get("model_version", "")).startswith(P1):
+        asked = [name for name, on in (("quad", body["quad"]), ("smart_low_poly", low_poly),
+                                       ("generate_parts", parts),
+                                       ("geometry_quality", quality != "standard")) if on]
+        if asked:
+            raise ValidationError(asked[0], f"{body['model_version']} (a P1 model) does not "
+                                  "take it: turn it off or pick another model version.")
+        del body["quad"]
+        return
+    if parts:
+        clash = [name for name in ("texture", "pbr", "quad") if body.get(name)]
+        if clash:
+            raise ValidationError("generate_parts", f"parts come untextured and as "
+                                  f"triangles: turn {' and '.join(clash)} off.")
+        body["generate_parts"] = True
+    if low_poly:
+        low, high = QUAD_LOW_POLY_FACES if body["quad"] else SMART_LOW_POLY_FACES
+        faces = body.get("face_limit")
+        if faces is not None and not low <= faces <= high:
+            raise ValidationError("face_limit", f"smart low poly makes {low:,} to {high:,} "
+                                  f"faces{' with quads' if body['quad'] else ''}, got "
+                                  f"{faces:,}.")
+        body["smart_low_poly"] = True
+    if quality != "standard":
+        body["geometry_quality"] = quality
 
 
 def _view_prompts(opts):

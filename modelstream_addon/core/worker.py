@@ -60,8 +60,10 @@ class Worker:
     """The steps of one job. `task_id` is the service's task once known, so an error
     raised anywhere can name it."""
 
-    def __init__(self, client, cancel, post, settings, job_id):
+    def __init__(self, client, cancel, post, settings, job_id, copy_to=""):
         self.client = client
+        self.copy_to = copy_to  # a conversion's checked destination, or ''
+
         self.cancel = cancel
         self.post = post
         self.settings = settings
@@ -154,7 +156,7 @@ class Worker:
             return
         if not task_type:
             task_type = self.client.service.task_type(data)
-            if task_type not in tasks.TASK_TYPES + model_tasks.MODELS:
+            if task_type not in tasks.TASK_TYPES + model_tasks.RESULTS:
                 raise errors.TaskFailedError(f"Task type {task_type!r} is not supported.",
                                              task_id=task_id)
             body = {"type": task_type}
@@ -169,12 +171,16 @@ class Worker:
         try:
             if model_tasks.output_kind(task_type) == "model":
                 result["output_path"], result["output_format"] = self.download_model(data)
+            elif model_tasks.output_kind(task_type) == "file":
+                result["output_path"], result["output_format"] = self.download_file(data)
+                result["message"] = self.copy_out(result["output_path"])
             result["images"] = self.download_images(data, task_type)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when the failed download left it empty
             raise
-        self.post(state=READY, progress=100, message="Ready to import", **result, **spent)
+        self.post(state=READY, progress=100, **{"message": "Ready to import", **result},
+                  **spent)
 
     def poll(self):
         """The task's data once it succeeded; any other end is a TaskFailedError."""
@@ -239,6 +245,30 @@ class Worker:
         self.fetch(data, formats.model_url, dest)
         return dest, formats.check_model_file(dest, folder=self.settings.download_dir,
                                              task_id=self.task_id)
+
+    def download_file(self, data):
+        """(path, format) of a conversion: converted.<format> in the job's folder, its
+        format named by its link and confirmed by its content."""
+        url = formats.model_url(data.get("output"))
+        if not url:
+            raise errors.TaskFailedError("The conversion finished but returned no file.",
+                                         task_id=self.task_id)
+        fmt = formats.export_format_from_url(url)
+        dest = self.dest(f"converted.{fmt or 'bin'}")
+        self.fetch(data, formats.model_url, dest)
+        return dest, formats.check_export_file(dest, fmt, folder=self.settings.download_dir,
+                                               task_id=self.task_id)
+
+    def copy_out(self, path):
+        """A conversion's file, also where the user asked for it; a failed copy is said,
+        never a lost result (the file stays in the job's folder)."""
+        if not self.copy_to:
+            return f"Converted: {path}"
+        extension = os.path.splitext(path)[1][1:]
+        try:
+            return f"Exported to {paths.copy_out(path, self.copy_to, extension)}"
+        except (OSError, paths.UnsafePathError) as e:
+            return f"Converted, kept at {path}; copying to {self.copy_to} failed: {e}"
 
     def download_images(self, data, task_type):
         """[(name, path)]. A model's preview is a bonus: losing it never fails the job."""
