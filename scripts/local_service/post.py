@@ -8,8 +8,8 @@ created with the same key on v3.
 
 from __future__ import annotations
 
-from .api import MESH_TYPES, RIGGED_TYPES, RequestError
-from .convert import FBX_PRESETS, FORMATS, ORIENTATIONS, TEXTURE_FORMATS, texture_side
+from .api import CONVERT_FORMATS, MESH_TYPES, RIGGED_TYPES, RequestError
+from .convert import FBX_PRESETS, ORIENTATIONS, TEXTURE_FORMATS, texture_side
 from .gltf import load
 from .outputs import model_glb, part_names
 from .shapes import MAX_FACES
@@ -130,8 +130,8 @@ class _PostCheck(_V3Check):
 
     def _convert(self, body: dict, model: Task) -> None:
         kind = body.get("format")
-        if kind not in FORMATS:
-            raise RequestError(f"'format' must be one of: {', '.join(FORMATS)}", "format")
+        if kind not in CONVERT_FORMATS:
+            raise RequestError(f"'format' must be one of: {', '.join(CONVERT_FORMATS)}", "format")
         if kind in ("OBJ", "STL", "3MF") and model.kind in RIGGED_TYPES:
             raise RequestError(f"'format' {kind} cannot hold the rig of task {model.task_id} "
                                f"({model.kind}): convert it to FBX, GLTF or USDZ", "format")
