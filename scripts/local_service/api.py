@@ -32,19 +32,41 @@ V3_MESH_ROUTES = {
     "/v3/animations/retarget": "animate_retarget",
 }
 OWN_MESH_TYPES = tuple(V3_MESH_ROUTES.values())
+# Post-processing of a model (v3 only): parts, completed parts, low poly, another format.
+V3_POST_ROUTES = {
+    "/v3/mesh/segment": "mesh_segmentation", "/v3/mesh/complete": "mesh_completion",
+    "/v3/mesh/decimate": "highpoly_to_lowpoly", "/v3/models/convert": "convert_model",
+}
+POST_TYPES = (*V3_POST_ROUTES.values(), "stylize_model")  # stylize lives on v2 only
+POST_CREDITS = {"mesh_segmentation": 40, "mesh_completion": 50, "highpoly_to_lowpoly": 30,
+                "convert_model": 5, "stylize_model": 20}
+# convert_model's formats and the extension of the file each makes (GLTF: a GLB).
+CONVERT_FORMATS = {"GLTF": "glb", "USDZ": "usdz", "FBX": "fbx", "OBJ": "obj", "STL": "stl",
+                   "3MF": "3mf"}
+# What the SDK's convert_model signature defaults to; sending any other value costs 5 more.
+CONVERT_DEFAULTS = {
+    "quad": False, "force_symmetry": False, "face_limit": None, "flatten_bottom": False,
+    "flatten_bottom_threshold": 0.01, "texture_size": 4096, "texture_format": "JPEG",
+    "scale_factor": 1.0, "pivot_to_center_bottom": False, "with_animation": True,
+    "pack_uv": False, "bake": True, "part_names": None, "export_vertex_colors": False,
+    "fbx_preset": "blender", "export_orientation": "+x", "animate_in_place": False}
+# The v3 generation options' extra credits (geometry_quality: detailed only).
+OPTION_CREDITS = {"generate_parts": 20, "smart_low_poly": 10, "geometry_quality": 20, "quad": 5}
+# Tasks whose output is a rigged mesh: convert refuses OBJ / STL / 3MF of them.
+RIGGED_TYPES = ("animate_rig", "animate_retarget")
 # Tripo's price list: import and the rig check are free, a retarget costs per animation, a
 # detailed texture 10 more.
 OWN_MESH_CREDITS = {"import_model": 0, "texture_model": 10, "animate_prerigcheck": 0,
                     "animate_rig": 25, "animate_retarget": 10}
 # The tasks whose model texture, rig-check and rig take as their `input`.
 MESH_TYPES = ("text_to_model", "image_to_model", "multiview_to_model", "import_model",
-              "texture_model")
+              "texture_model", "mesh_segmentation", "mesh_completion", "highpoly_to_lowpoly")
 APIS = ("v2", "v3", "both")  # which paths answer: ModelStream's v2, Tripo's v3, or both
 OUTPUTS = ("v2", "v3")  # the shape of results on the v2 paths (v3: a gateway passing through)
 DEFAULT_CREDITS = 1_000_000
 TASK_TYPES = (
     "text_to_model", "image_to_model", "multiview_to_model", "refine_model", "text_to_image",
-    "generate_image", "generate_multiview_image", "edit_multiview_image",
+    "generate_image", "generate_multiview_image", "edit_multiview_image", "stylize_model",
 )
 MODEL_TYPES = TASK_TYPES[:4]
 DRAFT_TYPES = MODEL_TYPES[:3]  # what refine_model takes

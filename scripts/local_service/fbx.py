@@ -1,4 +1,4 @@
-"""A minimal binary FBX 7.4 writer: one mesh, one material, optionally one embedded texture.
+"""A minimal binary FBX 7.4 writer: meshes, one material, optionally one embedded texture.
 
 Upstream answers quad=true with FBX, so the local service must too; the standard library has
 no FBX support, hence this. The layout follows what Blender's and Autodesk's readers expect:
@@ -12,6 +12,7 @@ import array
 import struct
 import sys
 import zlib
+from dataclasses import dataclass
 
 VERSION = 7400
 HEADER = b"Kaydara FBX Binary  \x00\x1a\x00"
@@ -21,7 +22,8 @@ _FILE_ID = b"\x28\xb3\x2a\xeb\xb6\x24\xcc\xc2\xbf\xc8\xb0\x2a\xa9\x2b\xfc\xf1"
 _CREATION_TIME = "1970-01-01 10:00:00:000"
 _FOOTER_ID = b"\xfa\xbc\xab\x09\xd0\xc8\xd4\x66\xb1\x76\xfb\x83\x1c\xf7\x26\x7e"
 _FOOTER_MAGIC = b"\xf8\x5a\x8c\x6a\xde\xf5\xd9\x7e\xec\xe9\x0c\xe3\x75\x8f\x29\x0b"
-_GEOMETRY_ID, _MODEL_ID, _MATERIAL_ID, _TEXTURE_ID, _VIDEO_ID = range(1001, 1006)
+_MATERIAL_ID, _TEXTURE_ID, _VIDEO_ID = range(1001, 1004)
+_FIRST_MESH_ID = 2001  # geometry and model ids follow in pairs, one pair per mesh
 
 
 class Id(int):
@@ -82,27 +84,51 @@ def _layer_element(kind: str, mapping: str, reference: str, *data: Node, name: s
         Node("ReferenceInformationType", reference), *data])
 
 
-def _header() -> list[Node]:
+@dataclass
+class Frame:
+    """The coordinate system a file declares: (axis, sign) for up, front and coord (X), and
+    how many centimetres one unit is. Blender's and Autodesk's readers convert from it."""
+    up: tuple[int, int] = (1, 1)
+    front: tuple[int, int] = (2, 1)
+    coord: tuple[int, int] = (0, 1)
+    unit_cm: float = 100.0
+
+
+Y_UP_METRES = Frame()  # the glTF models' frame: Y up, front +Z, 1 unit = 1 m
+
+
+@dataclass
+class FbxMesh:
+    """One mesh object: `polygons` index `vertices`; `normals` and `uvs` have one entry per
+    polygon corner, in polygon order."""
+    name: str
+    vertices: list
+    polygons: list
+    normals: list
+    uvs: list
+
+
+def _header(frame: Frame) -> list[Node]:
     stamp = [Node(label, value) for label, value in (
         ("Version", 1000), ("Year", 1970), ("Month", 1), ("Day", 1), ("Hour", 10),
         ("Minute", 0), ("Second", 0), ("Millisecond", 0))]
     creator = "ModelStream local service"
+    axes = []
+    for label, (axis, sign) in (("Up", frame.up), ("Front", frame.front),
+                                ("Coord", frame.coord)):
+        axes += [_p(f"{label}Axis", "int", "Integer", "", axis),
+                 _p(f"{label}AxisSign", "int", "Integer", "", sign)]
     return [
         Node("FBXHeaderExtension", children=[
             Node("FBXHeaderVersion", 1003), Node("FBXVersion", VERSION),
             Node("CreationTimeStamp", children=stamp), Node("Creator", creator)]),
         Node("FileId", _FILE_ID), Node("CreationTime", _CREATION_TIME), Node("Creator", creator),
-        # Y up, Z front, metres (100 cm per unit): the glTF models' frame, so both import alike.
         Node("GlobalSettings", children=[Node("Version", 1000), Node("Properties70", children=[
-            _p("UpAxis", "int", "Integer", "", 1), _p("UpAxisSign", "int", "Integer", "", 1),
-            _p("FrontAxis", "int", "Integer", "", 2),
-            _p("FrontAxisSign", "int", "Integer", "", 1),
-            _p("CoordAxis", "int", "Integer", "", 0),
-            _p("CoordAxisSign", "int", "Integer", "", 1),
-            _p("OriginalUpAxis", "int", "Integer", "", 1),
-            _p("OriginalUpAxisSign", "int", "Integer", "", 1),
-            _p("UnitScaleFactor", "double", "Number", "", 100.0),
-            _p("OriginalUnitScaleFactor", "double", "Number", "", 100.0)])]),
+            *axes,
+            _p("OriginalUpAxis", "int", "Integer", "", frame.up[0]),
+            _p("OriginalUpAxisSign", "int", "Integer", "", frame.up[1]),
+            _p("UnitScaleFactor", "double", "Number", "", frame.unit_cm),
+            _p("OriginalUnitScaleFactor", "double", "Number", "", frame.unit_cm)])]),
         Node("Documents", children=[Node("Count", 1), Node("Document", Id(1), "", "Scene",
                                                              children=[Node("RootNode", Id(0))])]),
         Node("References"),
@@ -111,43 +137,53 @@ def _header() -> list[Node]:
 
 def mesh_fbx(name: str, vertices, polygons, normals, uvs, colour,
              texture: tuple[bytes, str] | None = None) -> bytes:
-    """A binary FBX holding one mesh object.
+    """A binary FBX holding one mesh object, in the glTF models' frame."""
+    return scene_fbx([FbxMesh(name, vertices, polygons, normals, uvs)], f"{name}_material",
+                     colour, texture)
 
-    `polygons` index `vertices`; `normals` and `uvs` have one entry per polygon corner, in
-    polygon order. `colour` is the material's 0-255 RGB; `texture` is (PNG or JPEG bytes, file
-    extension), embedded and wired to the material's diffuse colour.
-    """
+
+def _geometry(mesh: FbxMesh, geometry_id: int) -> Node:
     corners = array.array("i")
-    for polygon in polygons:
+    for polygon in mesh.polygons:
         corners.extend(polygon[:-1])
         corners.append(~polygon[-1])  # a negative index closes the polygon
-    geometry = Node("Geometry", Id(_GEOMETRY_ID), f"{name}\x00\x01Geometry", "Mesh", children=[
+    return Node("Geometry", Id(geometry_id), f"{mesh.name}\x00\x01Geometry", "Mesh", children=[
         Node("Properties70"), Node("GeometryVersion", 124),
-        Node("Vertices", array.array("d", [c for v in vertices for c in v])),
+        Node("Vertices", array.array("d", [c for v in mesh.vertices for c in v])),
         Node("PolygonVertexIndex", corners),
         _layer_element("LayerElementNormal", "ByPolygonVertex", "Direct",
-                       Node("Normals", array.array("d", [c for n in normals for c in n]))),
+                       Node("Normals", array.array("d", [c for n in mesh.normals for c in n]))),
         _layer_element("LayerElementUV", "ByPolygonVertex", "IndexToDirect",
-                       Node("UV", array.array("d", [c for uv in uvs for c in uv])),
-                       Node("UVIndex", array.array("i", range(len(uvs)))), name="UVMap"),
+                       Node("UV", array.array("d", [c for uv in mesh.uvs for c in uv])),
+                       Node("UVIndex", array.array("i", range(len(mesh.uvs)))), name="UVMap"),
         _layer_element("LayerElementMaterial", "AllSame", "IndexToDirect",
                        Node("Materials", array.array("i", [0]))),
         Node("Layer", 0, children=[Node("Version", 100), *(
             Node("LayerElement", children=[Node("Type", kind), Node("TypedIndex", 0)])
             for kind in ("LayerElementNormal", "LayerElementUV", "LayerElementMaterial"))]),
     ])
-    model = Node("Model", Id(_MODEL_ID), f"{name}\x00\x01Model", "Mesh", children=[
-        Node("Version", 232), Node("Properties70"), Node("Shading", True),
-        Node("Culling", "CullingOff")])
+
+
+def scene_fbx(meshes: list[FbxMesh], material_name: str, colour,
+              texture: tuple[bytes, str] | None = None, frame: Frame = Y_UP_METRES) -> bytes:
+    """A binary FBX of one mesh object per FbxMesh, named after it, all wearing one material:
+    `colour` its 0-255 RGB, `texture` (PNG or JPEG bytes, file extension) embedded and wired
+    to its diffuse colour. `frame` is what GlobalSettings declares the vertices to be in."""
+    objects, links = [], []
+    for i, mesh in enumerate(meshes):
+        geometry_id, model_id = _FIRST_MESH_ID + 2 * i, _FIRST_MESH_ID + 2 * i + 1
+        objects += [_geometry(mesh, geometry_id), Node(
+            "Model", Id(model_id), f"{mesh.name}\x00\x01Model", "Mesh", children=[
+                Node("Version", 232), Node("Properties70"), Node("Shading", True),
+                Node("Culling", "CullingOff")])]
+        links += [("OO", model_id, 0), ("OO", geometry_id, model_id),
+                  ("OO", _MATERIAL_ID, model_id)]
     rgb = [c / 255 for c in colour]
-    material = Node("Material", Id(_MATERIAL_ID), f"{name}_material\x00\x01Material", "",
-                    children=[Node("Version", 102), Node("ShadingModel", "phong"),
-                              Node("MultiLayer", 0), Node("Properties70", children=[
-                                  _p("DiffuseColor", "Color", "", "A", *rgb),
-                                  _p("DiffuseFactor", "Number", "", "A", 1.0)])])
-    objects = [geometry, model, material]
-    links = [("OO", _MODEL_ID, 0), ("OO", _GEOMETRY_ID, _MODEL_ID),
-             ("OO", _MATERIAL_ID, _MODEL_ID)]
+    objects.append(Node("Material", Id(_MATERIAL_ID), f"{material_name}\x00\x01Material", "",
+                        children=[Node("Version", 102), Node("ShadingModel", "phong"),
+                                  Node("MultiLayer", 0), Node("Properties70", children=[
+                                      _p("DiffuseColor", "Color", "", "A", *rgb),
+                                      _p("DiffuseFactor", "Number", "", "A", 1.0)])]))
     if texture:
         data, ext = texture
         filename = f"base_color.{ext}"
@@ -165,17 +201,19 @@ def mesh_fbx(name: str, vertices, polygons, normals, uvs, colour,
         ]
         links += [("OP", _TEXTURE_ID, _MATERIAL_ID, "DiffuseColor"),
                   ("OO", _VIDEO_ID, _TEXTURE_ID)]
-    kinds = ["GlobalSettings", "Model", "Geometry", "Material"]
+    counts = {"GlobalSettings": 1, "Model": len(meshes), "Geometry": len(meshes),
+              "Material": 1}
     if texture:
-        kinds += ["Texture", "Video"]
+        counts.update(Texture=1, Video=1)
     definitions = Node("Definitions", children=[
-        Node("Version", 100), Node("Count", len(kinds)),
-        *(Node("ObjectType", kind, children=[Node("Count", 1)]) for kind in kinds)])
+        Node("Version", 100), Node("Count", sum(counts.values())),
+        *(Node("ObjectType", kind, children=[Node("Count", count)])
+          for kind, count in counts.items())])
     connections = Node("Connections", children=[
         Node("C", kind, Id(src), Id(dst), *extra) for kind, src, dst, *extra in links])
 
     out = bytearray(HEADER + struct.pack("<I", VERSION))
-    for node in (*_header(), definitions, Node("Objects", children=objects), connections):
+    for node in (*_header(frame), definitions, Node("Objects", children=objects), connections):
         out += node.encode(len(out))
     out += _NULL_RECORD + _FOOTER_ID + b"\0" * 4
     out += b"\0" * (16 - len(out) % 16)  # a full 16 when already aligned, as the SDK writes

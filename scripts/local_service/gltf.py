@@ -34,6 +34,7 @@ class Part:
     normals: np.ndarray | None = None  # (n, 3) float32
     uvs: np.ndarray | None = None  # (n, 2) float32
     material: int | None = None
+    name: str | None = None  # the node's (else the mesh's) name: a part's name
 
 
 @dataclass
@@ -102,9 +103,11 @@ def _model(doc: dict, blob: bytes) -> Model:
     reader = _Reader(doc, blob)
     parts = []
     for node, world in reader.instances():
-        for primitive in doc["meshes"][node["mesh"]].get("primitives", ()):
+        mesh = doc["meshes"][node["mesh"]]
+        name = node.get("name") or mesh.get("name")
+        for primitive in mesh.get("primitives", ()):
             if primitive.get("mode", _TRIANGLES) == _TRIANGLES:
-                parts.append(reader.part(primitive, world))
+                parts.append(reader.part(primitive, world, name))
     if not parts:
         raise ValueError("the GLB holds no triangle mesh")
     images = [reader.image(image) for image in doc.get("images", ())]
@@ -127,7 +130,8 @@ class _Reader:
         else:
             children = {c for node in nodes for c in node.get("children", ())}
             roots = [i for i in range(len(nodes)) if i not in children]
-        stack, seen = [(i, np.eye(4)) for i in roots], set()
+        # Depth first in document order, so parts come back in the order they were written.
+        stack, seen = [(i, np.eye(4)) for i in reversed(roots)], set()
         while stack:
             index, parent = stack.pop()
             if index in seen:  # a node is visited once, even where children loop
@@ -137,7 +141,7 @@ class _Reader:
             world = parent @ _local(node)
             if "mesh" in node:
                 yield node, world
-            stack += [(child, world) for child in node.get("children", ())]
+            stack += [(child, world) for child in reversed(node.get("children", ()))]
 
     def accessor(self, index: int) -> np.ndarray:
         """An accessor as a (count, width) array; normalized integers scaled to [0, 1]."""
@@ -163,7 +167,7 @@ class _Reader:
             return out.astype(np.float32) / np.iinfo(dtype).max
         return out
 
-    def part(self, primitive: dict, world: np.ndarray) -> Part:
+    def part(self, primitive: dict, world: np.ndarray, name: str | None = None) -> Part:
         attributes = primitive.get("attributes", {})
         if "POSITION" not in attributes:
             raise ValueError("a mesh primitive has no POSITION")
@@ -183,7 +187,7 @@ class _Reader:
         if "TEXCOORD_0" in attributes:
             uvs = self.accessor(attributes["TEXCOORD_0"]).astype(np.float32)
         return Part(positions.astype(np.float32), indices, normals, uvs,
-                    primitive.get("material"))
+                    primitive.get("material"), name if isinstance(name, str) else None)
 
     def image(self, image: dict) -> tuple[bytes, str] | None:
         """An embedded image's (bytes, mime); None for one kept outside the file."""

@@ -19,6 +19,7 @@ from . import faults, hostile_net, uploads
 from .api import (
     BALANCE_PATH,
     OWN_MESH_TYPES,
+    POST_TYPES,
     TASK_PATH,
     UPLOAD_PATH,
     V3_BALANCE,
@@ -26,6 +27,7 @@ from .api import (
     V3_GENERATION,
     V3_MAX_UPLOAD,
     V3_MESH_ROUTES,
+    V3_POST_ROUTES,
     V3_PRESIGN,
     V3_ROUTES,
     V3_TASKS,
@@ -39,6 +41,7 @@ from .images import MAX_IMAGE_BYTES, check_image
 from .models import corrupt_glb
 from .outputs import hostile
 from .own_mesh import validate_own_mesh
+from .post import validate_post
 from .v3 import validate_v3
 from .validation import parse_multipart, validate
 
@@ -138,6 +141,8 @@ class Handler(BaseHTTPRequestHandler):
             self._create(raw, V3_ROUTES[route])
         elif method == "POST" and path in V3_MESH_ROUTES:
             self._create(raw, V3_MESH_ROUTES[path])
+        elif method == "POST" and path in V3_POST_ROUTES:
+            self._create(raw, V3_POST_ROUTES[path])
         elif method == "POST" and path == V3_FILES:
             self._upload(raw)
         elif method == "POST" and path == V3_PRESIGN:
@@ -192,7 +197,8 @@ class Handler(BaseHTTPRequestHandler):
                 sources, parent = validate(self.service, body, key)
                 kind = body["type"]
             else:
-                check = validate_own_mesh if kind in OWN_MESH_TYPES else validate_v3
+                check = (validate_own_mesh if kind in OWN_MESH_TYPES else validate_post
+                         if kind in POST_TYPES else validate_v3)
                 sources, parent = check(self.service, kind, body, key)
         except RequestError as exc:
             return self._fail(400, str(exc), param=exc.param)

@@ -14,8 +14,9 @@ import trimesh
 from PIL import Image
 from trimesh.visual.material import PBRMaterial
 
-from . import fbx
+from . import fbx, meshops
 from .images import MAX_TEXTURE_SIDE, image_info, metal_rough_image, texture_image, texture_png
+from .robot import MIN_ROBOT_FACES, is_robot, real_height, robot_mesh, sized
 from .shapes import (
     DEFAULT_FACES,
     MAX_FACES,
@@ -29,19 +30,35 @@ from .shapes import (
 )
 
 
+def triangles(prompt: str, face_limit: int, textured: bool, auto_size: bool = False):
+    """(family, positions, normals, uvs, indices) of the prompt's model: a robot for a
+    robot prompt (given faces enough for its six parts), else its procedural shape;
+    auto_size scales it to its real-world height in metres (robot.real_height)."""
+    faces = min(MAX_FACES, max(MIN_FACES, int(face_limit)))
+    if is_robot(prompt) and faces >= MIN_ROBOT_FACES:
+        family = "robot"
+        positions, normals, uvs, indices = robot_mesh(faces, textured)
+    else:
+        family, position, wraps_v, aspect = shape(prompt, faces)
+        nu, nv = grid(faces, aspect, 0 if wraps_v else 1)
+        positions, normals, uvs, indices = build_mesh(position, wraps_v, nu, nv, textured)
+    positions = np.array(positions, dtype=np.float64)
+    if auto_size:
+        positions = sized(positions, real_height(prompt, family))
+    return family, positions, np.array(normals), np.array(uvs), np.array(indices)
+
+
 def make_glb(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
-             pbr: bool = False, picture: bytes | None = None) -> bytes:
+             pbr: bool = False, picture: bytes | None = None, auto_size: bool = False) -> bytes:
     """A glTF 2.0 binary model for `prompt` with close to `face_limit` triangles.
 
     pbr=True implies a texture (as upstream does) and adds a metallic-roughness map.
     `picture` (see images.embeddable_texture) replaces the generated base colour, as an
     image-to-model result wears its input picture.
     """
-    faces = min(MAX_FACES, max(MIN_FACES, int(face_limit)))
     textured = texture or pbr
-    family, position, wraps_v, aspect = shape(prompt, faces)
-    nu, nv = grid(faces, aspect, 0 if wraps_v else 1)
-    positions, normals, uvs, indices = build_mesh(position, wraps_v, nu, nv, textured)
+    family, positions, normals, uvs, indices = triangles(prompt, face_limit, textured,
+                                                         auto_size)
     name = model_name(prompt)
     material = PBRMaterial(name=f"{name}_material", metallicFactor=0.6 if pbr else 0.0,
                            roughnessFactor=0.35 if pbr else 0.8)
@@ -52,9 +69,9 @@ def make_glb(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
     else:
         material.baseColorFactor = [c / 255 for c in palette(prompt)[0]] + [1.0]
     mesh = trimesh.Trimesh(
-        vertices=np.array(positions), faces=np.array(indices).reshape(-1, 3),
-        vertex_normals=np.array(normals), process=False,
-        visual=trimesh.visual.TextureVisuals(uv=np.array(uvs) if textured else None,
+        vertices=positions, faces=indices.reshape(-1, 3),
+        vertex_normals=normals, process=False,
+        visual=trimesh.visual.TextureVisuals(uv=uvs if textured else None,
                                              material=material),
         metadata={"modelstream_prompt": prompt, "modelstream_shape": family})
     scene = trimesh.Scene()
@@ -116,9 +133,20 @@ def corrupt_glb(data: bytes) -> bytes:
 
 
 def make_fbx(prompt: str, face_limit: int = DEFAULT_FACES, texture: bool = True,
-             picture: bytes | None = None) -> bytes:
-    """A binary FBX quad model, what upstream returns for quad=true."""
-    name, vertices, polygons, normals, uvs = quad_mesh(prompt, face_limit)
+             picture: bytes | None = None, auto_size: bool = False) -> bytes:
+    """A binary FBX quad model, what upstream returns for quad=true (a robot: its
+    triangles paired into quads)."""
+    if is_robot(prompt) and face_limit >= MIN_ROBOT_FACES:
+        _, positions, normals, uvs, indices = triangles(prompt, 2 * face_limit, True)
+        polygons = meshops.quads(indices.reshape(-1, 3), positions)
+        name, vertices = model_name(prompt), positions.tolist()
+        normals = [normals[k].tolist() for polygon in polygons for k in polygon]
+        uvs = [uvs[k].tolist() for polygon in polygons for k in polygon]
+    else:
+        name, vertices, polygons, normals, uvs = quad_mesh(prompt, face_limit)
+    if auto_size:
+        family = "robot" if is_robot(prompt) else shape(prompt, face_limit)[0]
+        vertices = sized(np.array(vertices, float), real_height(prompt, family)).tolist()
     image = (picture or texture_png(prompt)) if texture else None
     return fbx.mesh_fbx(name, vertices, polygons, normals, uvs, palette(prompt)[0],
                         image and (image, "jpg" if image_info(image)[0] == "jpeg" else "png"))

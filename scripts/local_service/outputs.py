@@ -8,15 +8,16 @@ import os
 import struct
 import zlib
 
-from . import mesh_tasks
-from .api import MULTIVIEW_IMAGE_TYPES, OWN_MESH_TYPES
+from . import convert, decimate, mesh_tasks, meshops, segment, stylize
+from .api import MODEL_TYPES, MULTIVIEW_IMAGE_TYPES, OWN_MESH_TYPES, POST_TYPES
 from .images import embeddable_texture, texture_png, tinted_png
 from .models import make_fbx, make_glb, pad_glb
 from .render import VIEWS, render_views
 from .tasks import Task
 
 CONTENT_TYPES = {".glb": "model/gltf-binary", ".fbx": "application/octet-stream",
-                 ".png": "image/png"}
+                 ".png": "image/png", ".usdz": "model/vnd.usdz+zip", ".obj": "model/obj",
+                 ".stl": "model/stl", ".3mf": "model/3mf"}
 VERDICT = "rig_check.json"  # a model's rig-check verdict: kept with its files, never served
 
 
@@ -42,6 +43,21 @@ def model_glb(task: Task) -> bytes:
     return make(task, _glb_name(task))
 
 
+def parted(task: Task) -> bool:
+    """Whether a model task's GLB holds named parts: a segmentation or completion, a
+    generation with generate_parts, and a low poly of one of those."""
+    if task.kind in ("mesh_segmentation", "mesh_completion"):
+        return True
+    if task.kind == "highpoly_to_lowpoly":
+        return parted(task.parent)
+    return task.kind in MODEL_TYPES and task.option("generate_parts") is True
+
+
+def part_names(task: Task) -> list[str] | None:
+    """The part names of a model task's GLB, in order; None for a model without parts."""
+    return meshops.read(model_glb(task)).names if parted(task) else None
+
+
 def _glb_name(task: Task) -> str:
     """A quad model delivers FBX; its GLB twin (the same shape) is made on demand, unserved."""
     return next((name for name in task.outputs().values() if name.endswith(".glb")),
@@ -56,6 +72,8 @@ def _generate(task: Task, name: str) -> dict[str, bytes]:
     if task.kind in OWN_MESH_TYPES:
         glb = _own_mesh(task)
         return {name: pad_glb(glb, task.pad_to) if task.pad_to else glb}
+    if task.kind in POST_TYPES:
+        return _post(task, name)
     seed = task.seed()
     if task.kind in MULTIVIEW_IMAGE_TYPES:
         colours = dict.fromkeys(VIEWS, seed)
@@ -72,10 +90,51 @@ def _generate(task: Task, name: str) -> dict[str, bytes]:
         return {name: texture_png(seed)}
     texture = task.option("texture", True) or task.pbr
     picture = texture and embeddable_texture(_front_image(task))
+    auto_size = task.option("auto_size") is True
     if name.endswith(".fbx"):
-        return {name: make_fbx(seed, task.faces, texture, picture or None)}
-    glb = make_glb(seed, task.faces, texture, task.pbr, picture or None)
+        return {name: make_fbx(seed, task.faces, texture, picture or None, auto_size)}
+    glb = _generated(task, seed, texture, picture or None, auto_size)
     return {name: pad_glb(glb, task.pad_to) if task.pad_to else glb}
+
+
+def _generated(task: Task, seed: str, texture: bool, picture, auto_size: bool) -> bytes:
+    """The generated GLB: smart_low_poly made at twice the faces and decimated to them;
+    generate_parts split into named parts."""
+    smart = task.option("smart_low_poly") is True
+    glb = make_glb(seed, task.faces * (2 if smart else 1), texture, task.pbr, picture,
+                   auto_size)
+    if not smart and task.option("generate_parts") is not True:
+        return glb
+    scene = meshops.read(glb)
+    if smart:
+        scene = decimate.decimated(scene, task.faces)
+    if task.option("generate_parts") is True:
+        scene = segment.segmented(scene)
+    return meshops.write(scene)
+
+
+def _post(task: Task, name: str) -> dict[str, bytes]:
+    """Post-processing: the source model's GLB remade (README.md says how)."""
+    body = task.input
+    scene = meshops.read(model_glb(task.parent))
+    if task.kind == "stylize_model":
+        return {name: stylize.stylized(scene.merged(), scene.model, body["style"],
+                                       body.get("block_size", 80))}
+    if task.kind == "convert_model":
+        return {name: convert.converted(scene, body)}
+    if task.kind == "mesh_segmentation":
+        scene = segment.segmented(scene, body.get("segmentation_granularity", "balanced"),
+                                  body.get("split_by_connectivity", True))
+    elif task.kind == "mesh_completion":
+        scene = segment.completed(scene, body.get("part_names"))
+    else:
+        limit = body.get("face_limit", decimate.DEFAULT_FACE_LIMIT)
+        if body.get("quad") is True:
+            scene, polygons = decimate.quad_decimated(scene, limit, body.get("part_names"))
+            return {"model.fbx": convert.write_file(scene, polygons, {"format": "FBX"}),
+                    "model.glb": meshops.write(scene)}
+        scene = decimate.decimated(scene, limit, body.get("part_names"))
+    return {"model.glb": meshops.write(scene)}
 
 
 def _own_mesh(task: Task) -> bytes:

@@ -22,6 +22,7 @@ download benchmarks) and switch optional features off.
 from __future__ import annotations
 
 import argparse
+import collections
 import hmac
 import ipaddress
 import os
@@ -36,9 +37,11 @@ from urllib.parse import urlsplit
 from . import faults, outputs
 from .api import (
     APIS,
+    CONVERT_FORMATS,
     DEFAULT_CREDITS,
     DEFAULT_KEY,
     FAILED,
+    MESH_TYPES,
     MULTIVIEW_OUTPUTS,
     OUTPUTS,
     SUCCESS,
@@ -236,6 +239,12 @@ class LocalService:
         view = task.view(self.latency, base_url, nested, shape)
         if task.kind == "animate_prerigcheck" and view["status"] == SUCCESS:
             view["output"] = outputs.verdict(task.parent)  # fields, not files
+        elif view["status"] == SUCCESS and task.kind == "convert_model":
+            view["output"]["format"] = CONVERT_FORMATS[task.input["format"]]
+        elif view["status"] == SUCCESS and task.kind in MESH_TYPES:
+            names = outputs.part_names(task)
+            if names is not None:
+                view["output"]["part_names"] = names
         return view
 
     def balance(self, key: str) -> dict:
@@ -273,6 +282,7 @@ class LocalService:
                         "max_in_flight_seen": self._max_seen, "settings": dict(self.settings)}
         snapshot["tasks"] = {t.task_id: self.progress(t)["status"] for t in tasks}
         snapshot["task_types"] = {t.task_id: t.kind for t in tasks}
+        snapshot["tasks_by_type"] = dict(collections.Counter(t.kind for t in tasks))
         snapshot["task_apis"] = {t.task_id: t.api for t in tasks}
         return snapshot
 

@@ -13,13 +13,18 @@ from dataclasses import dataclass, field
 
 from .api import (
     CONTENT_POLICY_CODES,
+    CONVERT_DEFAULTS,
+    CONVERT_FORMATS,
     DRAFT_TYPES,
     FAILED,
     MODEL_TYPES,
     MULTIVIEW_IMAGE_TYPES,
     MULTIVIEW_KEY,
+    OPTION_CREDITS,
     OWN_MESH_CREDITS,
     OWN_MESH_TYPES,
+    POST_CREDITS,
+    POST_TYPES,
     QUEUED,
     RUNNING,
     SUCCESS,
@@ -80,11 +85,14 @@ class Task:
 
     @property
     def faces(self) -> int:
-        """face_limit, else the default; a refine without one doubles its draft's."""
+        """face_limit, else the default (twice it for detailed geometry); a refine without
+        one doubles its draft's."""
         if "face_limit" in self.input:
             return self.input["face_limit"]
         if self.kind == "refine_model":
             return min(MAX_FACES, 2 * self.parent.faces)
+        if self.input.get("geometry_quality") == "detailed":
+            return 2 * DEFAULT_FACES
         return DEFAULT_FACES
 
     @property
@@ -100,6 +108,12 @@ class Task:
         """Output key -> file name, for a successful task."""
         if self.kind in OWN_MESH_TYPES:  # the rig check answers in fields, not files
             return {} if self.kind == "animate_prerigcheck" else {"model": "model.glb"}
+        if self.kind == "convert_model":
+            return {"model": f"model.{CONVERT_FORMATS[self.input['format']]}"}
+        if self.kind == "highpoly_to_lowpoly" and self.input.get("quad") is True:
+            return {"model": "model.fbx"}  # its triangle twin, model.glb, is kept unserved
+        if self.kind in POST_TYPES:
+            return {"model": "model.glb"}
         if self.kind in MULTIVIEW_IMAGE_TYPES:
             shown = VIEWS
             if self.partial and self.kind == "edit_multiview_image":
@@ -113,6 +127,11 @@ class Task:
         return {self.model_key: f"{self.model_key}.glb", "rendered_image": "rendered_image.png"}
 
     def credits(self) -> int:
+        if self.kind in POST_TYPES:
+            extra = self.kind == "convert_model" and any(
+                name in self.input and self.input[name] != default
+                for name, default in CONVERT_DEFAULTS.items())
+            return POST_CREDITS[self.kind] + 5 * extra
         if self.kind in OWN_MESH_TYPES:
             base = OWN_MESH_CREDITS[self.kind]
             if self.kind == "animate_retarget":
@@ -123,7 +142,15 @@ class Task:
             return 10 if self.kind in MULTIVIEW_IMAGE_TYPES else 5
         textured = self.option("texture", True) or self.pbr
         detailed = self.option("texture_quality") in ("detailed", "extreme")
-        return 10 + 10 * textured + 10 * detailed
+        return 10 + 10 * textured + 10 * detailed + self._option_credits()
+
+    def _option_credits(self) -> int:
+        """v3's generation options, at their price when on (geometry_quality: detailed)."""
+        if self.api != "v3":
+            return 0
+        on = {name: self.input.get(name) is True for name in OPTION_CREDITS}
+        on["geometry_quality"] = self.input.get("geometry_quality") == "detailed"
+        return sum(OPTION_CREDITS[name] for name, value in on.items() if value)
 
     def seed(self) -> str:
         """What the task's shapes and colours derive from: its prompt, else its inputs;

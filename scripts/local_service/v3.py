@@ -25,6 +25,11 @@ V2_ONLY = {"type": "the route names the task", "model_version": "v3 takes 'model
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _STRINGS = ("model", "size", "aspect_ratio", "output_format", "template", "geometry_quality",
             "texture_alignment", "orientation")
+# Generation: the P1 model takes none of these keys, not even as false.
+P1_MODEL = "P1-20260311"
+P1_REFUSES = ("quad", "smart_low_poly", "generate_parts", "geometry_quality")
+PARTS_TEXTURE_MODELS = ("v3.1-20260211",)  # the models that texture generated parts
+SMART_RANGE, SMART_QUAD_RANGE = (1000, 20000), (500, 10000)
 _BOOLS = ("t_pose", "sketch_to_render", "generate_parts", "smart_low_poly", "export_uv",
           "enable_image_autofix")
 
@@ -33,6 +38,30 @@ def validate_v3(service, kind: str, body, key: str) -> tuple[list, Task | None]:
     """The input images and the task built on for a v3 route's body; RequestError when
     Tripo would refuse it."""
     return _V3Check(service, key).run_v3(kind, body)
+
+
+def generation_options(body: dict) -> None:
+    """The v3 model routes' options and their combination rules."""
+    model = body.get("model")
+    if model == P1_MODEL:
+        for name in P1_REFUSES:
+            if name in body:
+                raise RequestError(f"'{name}': model {P1_MODEL} does not take it, not even "
+                                   "as false; leave it out", name)
+    if body.get("geometry_quality", "standard") not in ("standard", "detailed"):
+        raise RequestError("'geometry_quality' must be standard or detailed", "geometry_quality")
+    quad = body.get("quad") is True
+    face_limit = body.get("face_limit")
+    if body.get("smart_low_poly") is True and face_limit is not None:
+        low, high = SMART_QUAD_RANGE if quad else SMART_RANGE
+        if not low <= face_limit <= high:
+            raise RequestError(f"'face_limit' must be {low}-{high} with smart_low_poly"
+                               + (" and quad" if quad else ""), "face_limit")
+    textured = body.get("texture", True) is not False or body.get("pbr") is True
+    if body.get("generate_parts") is True and textured and model not in PARTS_TEXTURE_MODELS:
+        raise RequestError(f"'generate_parts' with a texture needs model "
+                           f"{' or '.join(PARTS_TEXTURE_MODELS)}; with {model or 'the default'} "
+                           "send texture: false and pbr: false", "generate_parts")
 
 
 class _V3Check(_BodyCheck):
@@ -60,6 +89,7 @@ class _V3Check(_BodyCheck):
             parent = self._parent(body, "input", ("generate_multiview_image",))
         if kind in MODEL_TYPES:
             _model_options(body, "model")
+            generation_options(body)
         return sources, parent
 
     def common(self, body) -> None:

@@ -20,6 +20,7 @@ from .api import (
 )
 from .images import check_image
 from .render import VIEWS
+from .stylize import STYLES
 from .tasks import Source, Task
 
 
@@ -57,6 +58,19 @@ def _model_options(body: dict, version: str = "model_version") -> None:
     for name in (version, "style"):
         if name in body and not isinstance(body[name], str):
             raise RequestError(f"'{name}' must be a string", name)
+
+
+def _stylize_options(body: dict) -> None:
+    """stylize_model: a style this service makes, block_size 32-128."""
+    style = body.get("style")
+    if style == "minecraft":
+        raise RequestError("'style' minecraft (a .schem world) is not offered by this "
+                           f"service; use one of: {', '.join(STYLES)}", "style")
+    if style not in STYLES:
+        raise RequestError(f"'style' must be one of: {', '.join(STYLES)}", "style")
+    size = body.get("block_size", 80)
+    if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 128:
+        raise RequestError("'block_size' must be an integer 32-128", "block_size")
 
 
 def _check_image(data: bytes, param: str) -> None:
@@ -135,6 +149,9 @@ class _BodyCheck:
             self._view_prompts(body.get("prompts"))
             # An edited set cannot be edited again.
             parent = self._parent(body, "original_task_id", ("generate_multiview_image",))
+        elif kind == "stylize_model":
+            parent = self._parent(body, "original_model_task_id", (*MODEL_TYPES, kind))
+            _stylize_options(body)
         if kind in MODEL_TYPES:
             _model_options(body)
         return sources, parent
