@@ -22,16 +22,19 @@ from dataclasses import dataclass
 
 import bpy
 
+from ..core import post_tasks
 from ..core.errors import ModelStreamError, TaskFailedError
 from ..core.job import IMPORTED
 from ..core.tasks import ValidationError
-from . import library, own_mesh, preferences, runtime
+from . import game_ready, library, own_mesh, preferences, runtime
+from .game_ready import GAME_OPTION_NAMES
 from .importer import result_root
 from .own_mesh import MESH_OPTION_NAMES
 from .properties import OPTION_NAMES
 
 __all__ = ["Result", "generate", "submit", "wait", "import_task", "status", "save_to_library",
-           "texture_selected", "rig", "animate", "credits_used",
+           "texture_selected", "rig", "animate", "split_parts", "complete_parts", "make_lods",
+           "stylize", "export_model", "set_size", "credits_used",
            "ModelStreamError", "ValidationError", "TaskFailedError"]
 
 
@@ -209,6 +212,78 @@ def animate(object_name="", *, animations=(), wait_for_it=True, timeout=None, co
     job = own_mesh.animate(context, _mesh_options({**options, "animations": set(animations)}),
                            _root(context, object_name), service)
     return _chain(context, job, wait_for_it, timeout)
+
+
+# Game Ready ----------------------------------------------------------------------------
+
+def _game_options(options):
+    return _with_defaults(bpy.ops.modelstream.split_parts, GAME_OPTION_NAMES, options)
+
+
+def _chains(context, jobs, wait_for_it, timeout):
+    """One job's Result (its id with wait_for_it=False), or a list of them."""
+    if isinstance(jobs, list):
+        return [_chain(context, job, wait_for_it, timeout) for job in jobs]
+    return _chain(context, jobs, wait_for_it, timeout)
+
+
+def split_parts(object_name="", *, objects=None, wait_for_it=True, timeout=None,
+                context=None, service=None, **options):
+    """Split a generated model (by object name; default the active one's), or meshes given
+    by `objects` (imported first), into named parts that land beside it (Tripo API v3)."""
+    context = context or bpy.context
+    root = None if objects is not None else _root(context, object_name)
+    job = game_ready.split_parts(context, _game_options(options), root, service,
+                                 _objects(context, objects))
+    return _chain(context, job, wait_for_it, timeout)
+
+
+def complete_parts(object_name="", *, parts=None, wait_for_it=True, timeout=None,
+                   context=None, service=None, **options):
+    """Complete `parts` (names; default the ticked ones) of a model made by split_parts."""
+    context = context or bpy.context
+    job = game_ready.complete_parts(context, _game_options(options),
+                                    _root(context, object_name), parts, service)
+    return _chain(context, job, wait_for_it, timeout)
+
+
+def make_lods(object_name="", *, limits=post_tasks.DEFAULT_LODS, quad=False,
+              wait_for_it=True, timeout=None, context=None, service=None, **options):
+    """Smart-low-poly LODs of a generated model, one per face limit (LOD0 first), named
+    <name>_LOD0... in one collection; a Result per LOD (Tripo API v3)."""
+    context = context or bpy.context
+    opts = _game_options({**options, "lod_limits": ", ".join(map(str, limits))
+                          if not isinstance(limits, str) else limits, "lod_quad": quad})
+    jobs = game_ready.make_lods(context, opts, _root(context, object_name), service)
+    return _chains(context, jobs, wait_for_it, timeout)
+
+
+def stylize(object_name="", *, style="voxel", wait_for_it=True, timeout=None, context=None,
+            service=None, **options):
+    """A lego, voxel or voronoi version of a generated model, beside it (the ModelStream
+    service: Tripo API v3 retired stylize)."""
+    context = context or bpy.context
+    job = game_ready.stylize(context, _game_options({**options, "style": style}),
+                             _root(context, object_name), service)
+    return _chain(context, job, wait_for_it, timeout)
+
+
+def export_model(object_name="", *, format="FBX", path="", objects=None, wait_for_it=True,
+                 timeout=None, context=None, service=None, **options):
+    """Convert a generated model (or meshes given by `objects`, imported first) into a file
+    for an engine; kept in the job's folder (`Result.output_path`) and copied to `path`
+    when given (Tripo API v3)."""
+    context = context or bpy.context
+    root = None if objects is not None else _root(context, object_name)
+    opts = _game_options({**options, "export_format": format, "export_path": path})
+    job = game_ready.export_model(context, opts, root, service, _objects(context, objects))
+    return _chain(context, job, wait_for_it, timeout)
+
+
+def set_size(object_name="", *, height=1.8, origin_at_base=True, context=None):
+    """Make a generated model `height` metres tall, resting on its origin (no request)."""
+    context = context or bpy.context
+    game_ready.set_size(context, _root(context, object_name), height, origin_at_base)
 
 
 def credits_used():

@@ -274,7 +274,7 @@ class Worker:
         """[(name, path)]. A model's preview is a bonus: losing it never fails the job."""
         kind = model_tasks.output_kind(task_type)
         urls = formats.image_urls(data.get("output"), kind)
-        if kind != "model" and not urls:
+        if kind in ("image", "multiview") and not urls:
             raise errors.TaskFailedError("The task finished but returned no image.",
                                          task_id=self.task_id)
         if kind == "multiview" and len(urls) < 4 and task_type != "edit_multiview_image":
