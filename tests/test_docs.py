@@ -80,7 +80,7 @@ def test_python_snippet_runs_in_blender(blender, service, tmp_path, monkeypatch,
 
 
 @pytest.fixture(scope="module")
-def workdir(built_zip):
+def workdir(addon):
     """A scratch folder with what the commands read, and a Blender user folder with the
     extension installed, for the `blender` stand-in."""
     folder = tempfile.mkdtemp(prefix="modelstream-docs-")
