@@ -245,3 +245,21 @@ def test_the_python_api_does_it_all(blender, addon, v3, tmp_path):
     robot = bpy.data.objects[result.object_name]
     low, high = world_box(bpy, meshes(robot))
     assert high.z - low.z == pytest.approx(2.0, abs=0.001)
+
+
+def test_the_game_ready_panel_lists_a_split_models_parts_to_tick(blender, addon, v3):
+    from tests.test_ui_draw import draw
+
+    bpy = blender
+    robot = generated(bpy, addon)
+    split = bpy.data.objects[addon.api.split_parts(robot.name).object_name]
+    select(bpy, split)
+    shown = draw(bpy.types.MODELSTREAM_PT_game_ready, bpy)
+    ticks = [name for kind, name in shown if name == "modelstream_complete"]
+    assert len(ticks) == len(addon.importer.parts_of(split)) >= 6
+    assert {("operator", f"modelstream.{op}") for op in (
+        "split_parts", "complete_parts", "make_lods", "stylize", "set_size",
+        "export_model")} <= set(shown)
+    select(bpy, robot)
+    shown = draw(bpy.types.MODELSTREAM_PT_game_ready, bpy)
+    assert ("operator", "modelstream.complete_parts") not in shown  # no parts to complete
