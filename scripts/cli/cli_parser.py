@@ -12,14 +12,20 @@ STATE_FILE = "batch_state.json"
 SUMMARY_FILE = "summary.json"
 MAX_JOBS = 10  # the service's concurrency limit per key
 POLL_FLOOR = 1.0  # never poll a task more often than once a second
-FLAGS = {"image_path": "--image"}  # shorter flags than the option names
+# Shorter flags than the option names.
+FLAGS = {"image_path": "--image", "lod_limits": "--limits", "lod_quad": "--quad",
+         "export_format": "--format", "export_orientation": "--orientation",
+         "export_face_limit": "--face-limit", "pivot_to_center_bottom": "--pivot-bottom",
+         "export_path": "--to"}
 
 
 def _flag(prop):
     """argparse settings for one operator property."""
     default = getattr(prop, "default", None)
+    if isinstance(default, float):
+        default = f"{default:g}"  # 1.8, not the float32's 1.7999999523162842
     shown = f" (default {default})" if default not in (None, "") else ""
-    kwargs = {"help": (prop.description or prop.name).replace("%", "%%") + shown}
+    kwargs = {"help": _described(prop).replace("%", "%%") + shown}
     if prop.type == 'BOOLEAN':
         kwargs["action"] = argparse.BooleanOptionalAction
     elif prop.type == 'ENUM':
@@ -34,6 +40,15 @@ def _flag(prop):
     else:
         kwargs["metavar"] = "TEXT"
     return kwargs
+
+
+def _described(prop):
+    """The property's description; a choice without one says what each item does."""
+    if prop.description or prop.type != 'ENUM':
+        return prop.description or prop.name
+    items = [f"{item.identifier} = {item.description}" for item in prop.enum_items
+             if item.description]
+    return f"{prop.name}: {'; '.join(items)}" if items else prop.name
 
 
 class UsageError(Exception):
@@ -67,11 +82,41 @@ def _poll_min(text):
 TEXTURE_OPTIONS = ("prompt", "image_path", "pbr", "texture_quality", "texture_seed",
                    "model_version", "placement")
 RIG_OPTIONS = ("spec", "rig_model", "animations", "placement")
+# The Game Ready commands: what each does, whether it takes --objects (your own meshes)
+# and sends a task, and the options of Split into Parts' it takes.
+GAME_COMMANDS = {
+    "parts": ("split a generated model or meshes of a .blend into named parts (Tripo API "
+              "v3), with --complete also complete some of them, and save the file with the "
+              "result beside its source", True, True,
+              ("segment_model", "completion_mode")),
+    "lods": ("make LODs of a generated model of a .blend, one smart-low-poly version per "
+             "face limit named <name>_LOD0, _LOD1... in one collection (Tripo API v3), and "
+             "save the file with them", False, True, ("lod_limits", "lod_quad")),
+    "stylize": ("make a lego, voxel, voronoi or minecraft version of a generated model of a "
+                ".blend (the ModelStream service: Tripo API v3 has no stylize) and save the "
+                "file with it beside its source", False, True, ("style", "block_size")),
+    "export": ("convert a generated model or meshes of a .blend into a file for an engine "
+               "(Tripo API v3), kept with --raw beside --out or copied to --to, and save the "
+               "file", True, True,
+               ("export_format", "fbx_preset", "export_orientation", "export_face_limit",
+                "texture_size", "pivot_to_center_bottom", "export_path")),
+    "size": ("make a generated model of a .blend a real-world height in metres, resting on "
+             "its origin and centred over it, and save the file (no request)", False, False,
+             ("height", "origin_at_base")),
+}
+# Flags whose shape differs from their property's: LOD limits are numbers on the command
+# line, the panel's text in the add-on.
+GAME_FLAG_SHAPES = {"lod_limits": {"dest": "limits", "nargs": "+", "type": int,
+                                   "metavar": "FACES"},
+                    "export_path": {"metavar": "PATH"}}
+# argparse reads "-y" after a flag as another flag.
+GAME_FLAG_NOTES = {"export_orientation": "; write a negative axis as --orientation=-y"}
 
 
-def build_parser(option_props, description="", mesh_props=None):
+def build_parser(option_props, description="", mesh_props=None, game_props=None):
     """The command line; the task flags are the operator's properties, one per option
-    (the own-mesh commands': Texture Selected's)."""
+    (the own-mesh commands': Texture Selected's; the Game Ready ones': Split into
+    Parts')."""
     common = Parser(add_help=False, allow_abbrev=False)
     common.add_argument("--api-key-env", metavar="NAME", default=KEY_ENV,
                         help=f"environment variable holding the API key (default {KEY_ENV}); "
@@ -176,11 +221,46 @@ def build_parser(option_props, description="", mesh_props=None):
                 group.add_argument(FLAGS.get(option, "--" + option.replace("_", "-")),
                                    dest=option, default=None, **_flag(mesh_props[option]))
 
+    _game_commands(commands, common, output, game_props or {})
+
     status = commands.add_parser("status", parents=[common], allow_abbrev=False,
                                  help="print a task's state")
     status.add_argument("task_id", metavar="TASK_ID")
     status.add_argument("--json", action="store_true",
                         help="print the service's task data as JSON")
     return parser
+
+
+def _game_commands(commands, common, output, game_props):
+    for name, (summary, meshes, sends, options) in GAME_COMMANDS.items():
+        game = commands.add_parser(name, parents=[common, output] if sends else [common],
+                                   allow_abbrev=False, help=summary,
+                                   description=summary[0].upper() + summary[1:]
+                                   + "; the input .blend is never overwritten.")
+        game.add_argument("--blend", required=True, metavar="FILE", help="the .blend to read")
+        game.add_argument("--model", metavar="NAME",
+                          help="a model generated by ModelStream (its Empty or a part; "
+                               "default: the file's active object's)")
+        if meshes:
+            game.add_argument("--objects", nargs="+", metavar="NAME",
+                              help="mesh objects to send instead of --model (imported "
+                                   "first)")
+        if name == "parts":
+            game.add_argument("--complete", nargs="+", metavar="PART",
+                              help="then complete these parts of the split model (names "
+                                   "as the split gave them), in the same run")
+        game.add_argument("--out", required=True, metavar="FILE", help="the .blend to write")
+        if sends:
+            game.add_argument("--timeout", type=float, metavar="SECONDS",
+                              help="stop waiting after this long (for each task)")
+        group = game.add_argument_group("options (the operator's; unset ones take its "
+                                        "defaults)")
+        for option in options:
+            if option in game_props:
+                kwargs = {"dest": option, "default": None, **_flag(game_props[option]),
+                          **GAME_FLAG_SHAPES.get(option, {})}
+                kwargs["help"] += GAME_FLAG_NOTES.get(option, "")
+                group.add_argument(FLAGS.get(option, "--" + option.replace("_", "-")),
+                                   **kwargs)
 
 
