@@ -1,6 +1,6 @@
 """The Game Ready commands (parts, lods, stylize, export, size) as a pipeline runs them: the
 CLI in a subprocess, on a .blend holding a robot the CLI generated itself, against the
-local service over loopback (its own, so the robot's task outlives each test)."""
+local service over loopback."""
 
 import json
 import re
@@ -8,7 +8,6 @@ import types
 
 import pytest
 
-from tests.conftest import start_service
 from tests.test_cli import CLI, FAST, SCENE, python, run_cli
 
 # What a fresh Blender finds in a .blend: every object with its ModelStream properties,
@@ -86,11 +85,11 @@ def created(service):
 
 
 @pytest.fixture(scope="module")
-def game_service():
-    svc = start_service("--latency", "1")
-    yield svc
-    svc.proc.terminate()
-    svc.proc.wait(10)
+def game_service(service_process):
+    """The session's service, reset once for this module only: the robot's task must
+    outlive each test."""
+    service_process.reset()
+    return service_process
 
 
 def generate_robot(folder, service, service_name):
