@@ -71,6 +71,11 @@ class Addon:
         props = self.bpy.ops.modelstream.texture_selected.get_rna_type().properties
         return {name: props[name] for name in self.own_mesh.MESH_OPTION_NAMES}
 
+    def game_props(self):
+        """Split into Parts' properties: the Game Ready commands' options."""
+        props = self.bpy.ops.modelstream.split_parts.get_rna_type().properties
+        return {name: props[name] for name in self.game_ready.GAME_OPTION_NAMES}
+
     def defaults(self):
         return {name: prop.default for name, prop in self.option_props().items()}
 

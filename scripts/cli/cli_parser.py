@@ -12,14 +12,20 @@ STATE_FILE = "batch_state.json"
 SUMMARY_FILE = "summary.json"
 MAX_JOBS = 10  # the service's concurrency limit per key
 POLL_FLOOR = 1.0  # never poll a task more often than once a second
-FLAGS = {"image_path": "--image"}  # shorter flags than the option names
+# Shorter flags than the option names.
+FLAGS = {"image_path": "--image", "lod_limits": "--limits", "lod_quad": "--quad",
+         "export_format": "--format", "export_orientation": "--orientation",
+         "export_face_limit": "--face-limit", "pivot_to_center_bottom": "--pivot-bottom",
+         "export_path": "--to"}
 
 
 def _flag(prop):
     """argparse settings for one operator property."""
     default = getattr(prop, "default", None)
+    if isinstance(default, float):
+        default = f"{default:g}"  # 1.8, not the float32's 1.7999999523162842
     shown = f" (default {default})" if default not in (None, "") else ""
-    kwargs = {"help": (prop.description or prop.name).replace("%", "%%") + shown}
+    kwargs = {"help": _described(prop).replace("%", "%%") + shown}
     if prop.type == 'BOOLEAN':
         kwargs["action"] = argparse.BooleanOptionalAction
     elif prop.type == 'ENUM':
@@ -34,6 +40,15 @@ def _flag(prop):
     else:
         kwargs["metavar"] = "TEXT"
     return kwargs
+
+
+def _described(prop):
+    """The property's description; a choice without one says what each item does."""
+    if prop.description or prop.type != 'ENUM':
+        return prop.description or prop.name
+    items = [f"{item.identifier} = {item.description}" for item in prop.enum_items
+             if item.description]
+    return f"{prop.name}: {'; '.join(items)}" if items else prop.name
 
 
 class UsageError(Exception):
@@ -67,11 +82,41 @@ def _poll_min(text):
 TEXTURE_OPTIONS = ("prompt", "image_path", "pbr", "texture_quality", "texture_seed",
                    "model_version", "placement")
 RIG_OPTIONS = ("spec", "rig_model", "animations", "placement")
+# The Game Ready commands: what each does, whether it takes --objects (your own meshes)
+# and sends a task, and the options of Split into Parts' it takes.
+GAME_COMMANDS = {
+    "parts": ("split a generated model or meshes of a .blend into named parts (Tripo API "
+              "v3), with --complete also complete some of them, and save the file with the "
+              "result beside its source", True, True,
+              ("segment_model", "completion_mode")),
+    "lods": ("make LODs of a generated model of a .blend, one smart-low-poly version per "
+             "face limit named <name>_LOD0, _LOD1... in one collection (Tripo API v3), and "
+             "save the file with them", False, True, ("lod_limits", "lod_quad")),
+    "stylize": ("make a lego, voxel, voronoi or minecraft version of a generated model of a "
+                ".blend (the ModelStream service: Tripo API v3 has no stylize) and save the "
+                "file with it beside its source", False, True, ("style", "block_size")),
+    "export": ("convert a generated model or meshes of a .blend into a file for an engine "
+               "(Tripo API v3), kept with --raw beside --out or copied to --to, and save the "
+               "file", True, True,
+               ("export_format", "fbx_preset", "export_orientation", "export_face_limit",
+                "texture_size", "pivot_to_center_bottom", "export_path")),
+    "size": ("make a generated model of a .blend a real-world height in metres, resting on "
+             "its origin and centred over it, and save the file (no request)", False, False,
+             ("height", "origin_at_base")),
+}
+# Flags whose shape differs from their property's: LOD limits are numbers on the command
+# line, the panel's text in the add-on.
+FLAG_SHAPES = {"lod_limits": {"dest": "limits", "nargs": "+", "type": int,
+                                   "metavar": "FACES"},
+                    "export_path": {"metavar": "PATH"}}
+# argparse reads "-y" after a flag as another flag.
+FLAG_NOTES = {"export_orientation": "; write a negative axis as --orientation=-y"}
 
 
-def build_parser(option_props, description="", mesh_props=None):
+def build_parser(option_props, description="", mesh_props=None, game_props=None):
     """The command line; the task flags are the operator's properties, one per option
-    (the own-mesh commands': Texture Selected's)."""
+    (the own-mesh commands': Texture Selected's; the Game Ready ones': Split into
+    Parts')."""
     common = Parser(add_help=False, allow_abbrev=False)
     common.add_argument("--api-key-env", metavar="NAME", default=KEY_ENV,
                         help=f"environment variable holding the API key (default {KEY_ENV}); "
@@ -155,10 +200,7 @@ def build_parser(option_props, description="", mesh_props=None):
                                          "the file with the result beside them"),
             ("rig", RIG_OPTIONS, "rig (and animate) a generated model or meshes of a .blend "
                                  "(Tripo API v3) and save the file with the result")):
-        own = commands.add_parser(name, parents=[common, output], allow_abbrev=False,
-                                  help=summary, description=summary[0].upper() + summary[1:]
-                                  + "; the input .blend is never overwritten.")
-        own.add_argument("--blend", required=True, metavar="FILE", help="the .blend to read")
+        own = _blend_command(commands, name, summary, [common, output])
         own.add_argument("--objects", nargs="+", metavar="NAME",
                          help="the mesh objects to send (default: the file's selection"
                               + ("" if name == "texture" else
@@ -166,15 +208,11 @@ def build_parser(option_props, description="", mesh_props=None):
         if name == "rig":
             own.add_argument("--model", metavar="NAME",
                              help="a model generated by ModelStream (its Empty or a part)")
-        own.add_argument("--out", required=True, metavar="FILE", help="the .blend to write")
         own.add_argument("--timeout", type=float, metavar="SECONDS",
                          help="stop waiting after this long")
-        group = own.add_argument_group("options (the operator's; unset ones take its "
-                                       "defaults)")
-        for option in options:
-            if option in mesh_props:
-                group.add_argument(FLAGS.get(option, "--" + option.replace("_", "-")),
-                                   dest=option, default=None, **_flag(mesh_props[option]))
+        _operator_options(own, options, mesh_props)
+
+    _game_commands(commands, common, output, game_props or {})
 
     status = commands.add_parser("status", parents=[common], allow_abbrev=False,
                                  help="print a task's state")
@@ -184,3 +222,43 @@ def build_parser(option_props, description="", mesh_props=None):
     return parser
 
 
+def _blend_command(commands, name, summary, parents):
+    """A command that reads --blend and writes --out."""
+    command = commands.add_parser(name, parents=parents, allow_abbrev=False, help=summary,
+                                  description=summary[0].upper() + summary[1:]
+                                  + "; the input .blend is never overwritten.")
+    command.add_argument("--blend", required=True, metavar="FILE", help="the .blend to read")
+    command.add_argument("--out", required=True, metavar="FILE", help="the .blend to write")
+    return command
+
+
+def _operator_options(command, options, props):
+    """A flag per operator option the command takes."""
+    group = command.add_argument_group("options (the operator's; unset ones take its "
+                                       "defaults)")
+    for option in options:
+        if option in props:
+            kwargs = {"dest": option, "default": None, **_flag(props[option]),
+                      **FLAG_SHAPES.get(option, {})}
+            kwargs["help"] += FLAG_NOTES.get(option, "")
+            group.add_argument(FLAGS.get(option, "--" + option.replace("_", "-")), **kwargs)
+
+
+def _game_commands(commands, common, output, game_props):
+    for name, (summary, meshes, sends, options) in GAME_COMMANDS.items():
+        game = _blend_command(commands, name, summary, [common, output] if sends else [common])
+        game.add_argument("--model", metavar="NAME",
+                          help="a model generated by ModelStream (its Empty or a part; "
+                               "default: the file's active object's)")
+        if meshes:
+            game.add_argument("--objects", nargs="+", metavar="NAME",
+                              help="mesh objects to send instead of --model (imported "
+                                   "first)")
+        if name == "parts":
+            game.add_argument("--complete", nargs="+", metavar="PART",
+                              help="then complete these parts of the split model (names "
+                                   "as the split gave them), in the same run")
+        if sends:
+            game.add_argument("--timeout", type=float, metavar="SECONDS",
+                              help="stop waiting after this long (for each task)")
+        _operator_options(game, options, game_props)

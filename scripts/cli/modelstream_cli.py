@@ -1,4 +1,5 @@
-"""ModelStream from the command line: generate, batch, import-task and status, headless.
+"""ModelStream from the command line, headless: generate, batch, import-task and status;
+texture and rig meshes of a .blend; Game Ready: parts, lods, stylize, export and size.
 
     blender -b --online-mode -P scripts/cli/modelstream_cli.py -- generate --prompt "a chair"
     .venv/bin/python scripts/cli/modelstream_cli.py batch jobs.jsonl --out results/ --jobs 8
@@ -14,6 +15,7 @@ Exit status: 0 all done, 1 a task or row failed, 2 bad usage or setup, 130 inter
 """
 
 import contextlib
+import filecmp
 import json
 import os
 import shutil
@@ -114,7 +116,11 @@ def cmd_generate(addon, args):
                   args.timeout)
 
 
-def _open_blend(addon, args):
+def _open_blend(addon, args, props=None):
+    """Open --blend; returns the options given as flags, checked against `props` (default
+    Texture Selected's)."""
+    if getattr(args, "model", None) and getattr(args, "objects", None):
+        raise UsageError("--model or --objects, not both.")
     if not os.path.isfile(args.blend):
         raise UsageError(f"--blend: no file at {args.blend}")
     if os.path.realpath(args.out) == os.path.realpath(args.blend):
@@ -122,7 +128,7 @@ def _open_blend(addon, args):
                          "overwritten.")
     addon.bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
     addon.check_enabled()
-    props = addon.mesh_props()
+    props = props or addon.mesh_props()
     raw = {name: getattr(args, name) for name in props if hasattr(args, name)}
     return resolve_paths(addon, convert(addon, raw, props), os.getcwd())
 
@@ -135,11 +141,84 @@ def cmd_texture(addon, args):
 
 def cmd_rig(addon, args):
     options = _open_blend(addon, args)
-    if args.model and args.objects:
-        raise UsageError("--model or --objects, not both.")
     job_id = addon.api.rig(args.model or "", objects=args.objects, wait_for_it=False,
                            **options)
     return finish(addon, [job_id], args, args.timeout)
+
+
+def _landed(addon, job_id, timeout):
+    """Follow a job (a chain to its last step) and land it; its last job and Result."""
+    job = follow(addon, addon.runtime.job(job_id), timeout)
+    return job, addon.api.wait(job.id, timeout=0)
+
+
+def cmd_parts(addon, args):
+    options = _open_blend(addon, args, addon.game_props())
+    if args.complete:
+        addon.post_tasks.part_names(args.complete, "complete", required=True)
+    job_id = addon.api.split_parts(args.model or "", objects=args.objects, wait_for_it=False,
+                                   **options)
+    if not args.complete:
+        return finish(addon, [job_id], args, args.timeout)
+    split, result = _landed(addon, job_id, args.timeout)
+    if not result.ok:
+        return finish(addon, [split.id], args, args.timeout)
+    try:
+        done_id = addon.api.complete_parts(result.object_name, parts=args.complete,
+                                           wait_for_it=False, **options)
+    except addon.errors.ModelStreamError as e:
+        known = ", ".join(addon.importer.parts_of(addon.bpy.data.objects[result.object_name]))
+        finish(addon, [split.id], args, args.timeout)  # the split is paid for: keep it
+        raise UsageError(f"--complete: {e} Its parts: {known}; nothing was completed.") \
+            from None
+    return finish(addon, [split.id, done_id], args, args.timeout)
+
+
+def cmd_lods(addon, args):
+    options = _open_blend(addon, args, addon.game_props())
+    quad = options.pop("lod_quad", False)
+    job_ids = addon.api.make_lods(args.model or "",
+                                  limits=args.limits or addon.post_tasks.DEFAULT_LODS,
+                                  quad=quad, wait_for_it=False, **options)
+    return finish(addon, job_ids, args, args.timeout)
+
+
+def cmd_stylize(addon, args):
+    options = _open_blend(addon, args, addon.game_props())
+    job_id = addon.api.stylize(args.model or "", style=options.pop("style", "voxel"),
+                               wait_for_it=False, **options)
+    return finish(addon, [job_id], args, args.timeout)
+
+
+def cmd_export(addon, args):
+    """The converted file is a result too: printed after the .blend when copied to --to;
+    a copy that failed is an error (the file stays in the job's folder)."""
+    options = _open_blend(addon, args, addon.game_props())
+    path = options.pop("export_path", "")
+    path = os.path.abspath(os.path.expanduser(path)) if path else ""
+    job_id = addon.api.export_model(args.model or "", format=options.pop("export_format",
+                                                                         "FBX"),
+                                    path=path, objects=args.objects, wait_for_it=False,
+                                    **options)
+    job, result = _landed(addon, job_id, args.timeout)
+    copied = bool(path) and result.ok and os.path.isfile(path) and filecmp.cmp(
+        result.output_path, path, shallow=False)
+    status = finish(addon, [job.id], args, args.timeout)
+    if status or not path:
+        return status
+    if not copied:
+        print(f"modelstream: error: {result.object_name}", file=sys.stderr)
+        return EXIT_FAILED
+    print(path, file=RESULTS, flush=True)
+    return 0
+
+
+def cmd_size(addon, args):
+    options = _open_blend(addon, args, addon.game_props())
+    addon.api.set_size(args.model or "", **options)
+    for path in save_result(addon, [], out_path(args.out, args.model or "model"), False):
+        print(path, file=RESULTS, flush=True)
+    return 0
 
 
 def cmd_import_task(addon, args):
@@ -168,7 +247,9 @@ def cmd_status(addon, args):
 COMMANDS = {"generate": cmd_generate,
             "batch": lambda addon, args: cmd_batch(addon, args, RESULTS),
             "import-task": cmd_import_task, "status": cmd_status, "texture": cmd_texture,
-            "rig": cmd_rig}
+            "rig": cmd_rig, "parts": cmd_parts, "lods": cmd_lods, "stylize": cmd_stylize,
+            "export": cmd_export, "size": cmd_size}
+OFFLINE = ("size",)  # commands that send nothing: no online access asked
 
 
 def _stop(signum, frame):
@@ -181,14 +262,15 @@ def main(argv):
     try:
         signal.signal(signal.SIGTERM, _stop)
         with loaded_addon() as addon:
-            parser = build_parser(addon.option_props(), DESCRIPTION, addon.mesh_props())
+            parser = build_parser(addon.option_props(), DESCRIPTION, addon.mesh_props(),
+                                  addon.game_props())
             with contextlib.redirect_stdout(RESULTS):  # --help is a result
                 try:
                     args = parser.parse_args(argv)
                 except SystemExit as e:  # --help or a usage error: end the way all runs end
                     return e.code if isinstance(e.code, int) else EXIT_USAGE
             apply_environment(args)
-            with online_access():
+            with (contextlib.nullcontext() if args.command in OFFLINE else online_access()):
                 return run(addon, args)
     except UsageError as e:
         print(f"modelstream: error: {e}", file=sys.stderr)
