@@ -250,3 +250,52 @@ def padded_glb(glb: bytes, size: int) -> bytes:
     return (struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob))
             + struct.pack("<I4s", len(text), b"JSON") + text
             + struct.pack("<I4s", len(blob), b"BIN\0") + blob)
+
+
+def nosed_glb() -> bytes:
+    """A 1.8 m figure whose front (+Z, glTF's) is marked by a nose: a 0.4 m square body
+    standing on the origin and a 0.3 m nose reaching z = 0.5 (trimesh's, without UVs)."""
+    import trimesh
+
+    body = trimesh.creation.box(extents=(0.4, 1.8, 0.4))
+    body.apply_translation((0, 0.9, 0))
+    nose = trimesh.creation.box(extents=(0.1, 0.1, 0.3))
+    nose.apply_translation((0, 1.5, 0.35))
+    return trimesh.util.concatenate([body, nose]).export(file_type="glb")
+
+
+def glb_parts(glb: bytes) -> list[tuple[str, int]]:
+    """(node name, triangles) of every node with a mesh, in order."""
+    doc, _ = parse_glb(glb)
+    return [(node.get("name"), sum(doc["accessors"][p["indices"]]["count"] // 3
+                                   for p in doc["meshes"][node["mesh"]]["primitives"]))
+            for node in doc["nodes"] if "mesh" in node]
+
+
+def fbx_meshes(data: bytes) -> dict[str, list[int]]:
+    """Corner counts of every polygon of every FBX mesh, by the mesh's name."""
+    top = fbx_children(data, 27, len(data))
+    _, start, end = top["Objects"]
+    out, pos = {}, start
+    while pos < end - 13:
+        record_end, _, props_len, name_len = struct.unpack_from("<IIIB", data, pos)
+        if record_end == 0:
+            break
+        if data[pos + 13:pos + 13 + name_len] == b"Geometry":
+            props = data[pos + 13 + name_len:pos + 13 + name_len + props_len]
+            name_len_prop = struct.unpack_from("<I", props, 10)[0]
+            name = props[14:14 + name_len_prop].split(b"\x00")[0].decode()
+            children = fbx_children(data, pos + 13 + name_len + props_len, record_end - 13)
+            raw_props = children["PolygonVertexIndex"][0]
+            count, encoding, size = struct.unpack_from("<III", raw_props, 1)
+            raw = raw_props[13:13 + size]
+            corners = struct.unpack(f"<{count}i", zlib.decompress(raw) if encoding else raw)
+            sizes, run = [], 0
+            for corner in corners:
+                run += 1
+                if corner < 0:
+                    sizes.append(run)
+                    run = 0
+            out[name] = sizes
+        pos = record_end
+    return out
