@@ -170,6 +170,12 @@ def fbx_polygon_sizes(data: bytes) -> list[int]:
     _, start, end = top["Objects"]
     _, start, end = fbx_children(data, start, end - 13)["Geometry"]
     props, _, _ = fbx_children(data, start, end - 13)["PolygonVertexIndex"]
+    return _polygon_sizes(props)
+
+
+def _polygon_sizes(props: bytes) -> list[int]:
+    """Corner counts from a PolygonVertexIndex record's properties (a negative index closes
+    a polygon)."""
     assert props[:1] == b"i"
     count, encoding, size = struct.unpack_from("<III", props, 1)
     raw = props[13:13 + size]
@@ -181,6 +187,22 @@ def fbx_polygon_sizes(data: bytes) -> list[int]:
             sizes.append(run)
             run = 0
     return sizes
+
+
+def run_blender(script, files, timeout: float = 240) -> dict:
+    """Run a Blender script of this folder on files in a child process (this venv's bpy);
+    the JSON object it prints after SUMMARY."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, str(script), *map(str, files)],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{script.name} did not finish in {timeout} s: {exc.stderr}")
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("SUMMARY "))
+    return json.loads(line.removeprefix("SUMMARY "))
 
 
 def views(output: dict) -> dict:
@@ -286,16 +308,6 @@ def fbx_meshes(data: bytes) -> dict[str, list[int]]:
             name_len_prop = struct.unpack_from("<I", props, 10)[0]
             name = props[14:14 + name_len_prop].split(b"\x00")[0].decode()
             children = fbx_children(data, pos + 13 + name_len + props_len, record_end - 13)
-            raw_props = children["PolygonVertexIndex"][0]
-            count, encoding, size = struct.unpack_from("<III", raw_props, 1)
-            raw = raw_props[13:13 + size]
-            corners = struct.unpack(f"<{count}i", zlib.decompress(raw) if encoding else raw)
-            sizes, run = [], 0
-            for corner in corners:
-                run += 1
-                if corner < 0:
-                    sizes.append(run)
-                    run = 0
-            out[name] = sizes
+            out[name] = _polygon_sizes(children["PolygonVertexIndex"][0])
         pos = record_end
     return out

@@ -5,9 +5,6 @@ texture size, and the refusals a 400 naming the field before any task exists."""
 from __future__ import annotations
 
 import io
-import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,9 +14,9 @@ import requests
 import trimesh
 from pxr import Usd, UsdGeom
 
-from .support import box_glb, fbx_children, nosed_glb
+from .support import box_glb, fbx_children, nosed_glb, run_blender
 from .test_own_mesh import imported, mesh_post
-from .test_post import download, glb_parts, model, stats
+from .test_post import download, finished_all, glb_parts, model, stats
 from .test_rig import finished
 
 pytestmark = pytest.mark.local_service
@@ -52,14 +49,16 @@ def test_files_open_in_trimesh_facing_the_orientation(url):
     source = imported(url, nosed_glb())
     cases = {"GLTF": ("+x", "glb", True), "OBJ": ("-y", "obj", True), "STL": ("+y", "stl", False),
              "3MF": ("-x", "3mf", False)}  # format: orientation, extension, Y up
-    for kind, (orientation, ext, is_y_up) in cases.items():
-        body = {"format": kind} if orientation == "+x" else {
-            "format": kind, "export_orientation": orientation}
-        view, data = convert(url, source, **body)
+    bodies = [{"input": source, "format": kind} if orientation == "+x" else {
+        "input": source, "format": kind, "export_orientation": orientation}
+        for kind, (orientation, _, _) in cases.items()]
+    views = finished_all(url, *(("/v3/models/convert", body) for body in bodies))
+    for view, (kind, (orientation, ext, is_y_up)) in zip(views, cases.items(), strict=True):
         assert view["output"]["format"] == ext and view["output"]["model_url"].endswith(ext)
         expected = y_up(FRONT[orientation]) if is_y_up else np.array(FRONT[orientation])
-        assert np.allclose(opened(data, ext).bounds, expected, atol=1e-4), (kind, orientation)
-    three = zipfile.ZipFile(io.BytesIO(convert(url, source, format="3MF")[1]))
+        assert np.allclose(opened(download(view), ext).bounds, expected, atol=1e-4), (
+            kind, orientation)
+    three = zipfile.ZipFile(io.BytesIO(download(views[-1])))
     assert 'unit="meter"' in three.read("3D/3dmodel.model").decode()
 
 
@@ -109,24 +108,17 @@ def fbx_frame(data: bytes) -> dict:
 
 def test_fbx_presets_declare_their_frame(url):
     source = imported(url, nosed_glb())
-    frames = {preset: fbx_frame(convert(url, source, format="FBX", fbx_preset=preset)[1])
-              for preset in ("blender", "mixamo", "3dsmax")}
+    presets = ("blender", "mixamo", "3dsmax")
+    views = finished_all(url, *(("/v3/models/convert", {"input": source, "format": "FBX",
+                                                       "fbx_preset": preset})
+                                for preset in presets))
+    frames = {preset: fbx_frame(download(view)) for preset, view in zip(presets, views,
+                                                                          strict=True)}
     assert (frames["blender"]["UpAxis"], frames["blender"]["UnitScaleFactor"]) == (1, 100.0)
     assert (frames["mixamo"]["UpAxis"], frames["mixamo"]["UnitScaleFactor"]) == (1, 1.0)
     assert (frames["3dsmax"]["UpAxis"], frames["3dsmax"]["FrontAxis"],
             frames["3dsmax"]["FrontAxisSign"], frames["3dsmax"]["UnitScaleFactor"]) == (
         2, 1, -1, 1.0)
-
-
-def imported_in_blender(files: list[Path]) -> dict:
-    try:
-        done = subprocess.run([sys.executable, str(BLENDER), *map(str, files)],
-                              capture_output=True, text=True, timeout=240)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"Blender's importers did not finish in 240 s: {exc.stderr}")
-    assert done.returncode == 0, done.stderr
-    line = next(line for line in done.stdout.splitlines() if line.startswith("SUMMARY "))
-    return json.loads(line.removeprefix("SUMMARY "))
 
 
 def test_blender_importers_open_each_format_facing_the_orientation(url, tmp_path):
@@ -144,11 +136,13 @@ def test_blender_importers_open_each_format_facing_the_orientation(url, tmp_path
         "model.glb": (source, {"format": "GLTF", "export_orientation": "+y"}, "+y"),
         "robot.fbx": (robot, {"format": "FBX", "quad": True, "face_limit": 400}, None),
     }
+    views = finished_all(url, *(("/v3/models/convert", {"input": task, **body})
+                                for task, body, _ in cases.values()))
     files = []
-    for name, (task, body, _) in cases.items():
+    for name, view in zip(cases, views, strict=True):
         files.append(tmp_path / name)
-        files[-1].write_bytes(convert(url, task, **body)[1])
-    seen = imported_in_blender(files)
+        files[-1].write_bytes(download(view))
+    seen = run_blender(BLENDER, files)
     for path, (name, (_, _, orientation)) in zip(files, cases.items(), strict=True):
         meshes = seen[str(path)]
         assert meshes, (name, seen)
@@ -195,7 +189,8 @@ def test_convert_refusals_name_the_field_and_create_no_task(url):
         assert (resp.json()["code"], resp.json()["param"]) == (1004, param), (body, resp.json())
     assert stats(url)["tasks_created"] == created
     # What is allowed: a rig as FBX, a texture as large as the source's, at 5 credits plain.
-    fbx = finished(url, "/v3/models/convert", input=rig["task_id"], format="FBX")
-    sized = finished(url, "/v3/models/convert", input=robot, format="GLTF", texture_size=256)
+    fbx, sized = finished_all(
+        url, ("/v3/models/convert", {"input": rig["task_id"], "format": "FBX"}),
+        ("/v3/models/convert", {"input": robot, "format": "GLTF", "texture_size": 256}))
     assert (fbx["credits_consumed"], sized["credits_consumed"]) == (5, 10)
     assert requests.get(fbx["output"]["model_url"], timeout=10).content.startswith(b"Kaydara")

@@ -17,32 +17,35 @@ from .test_v3 import v3_create, v3_post, v3_wait
 pytestmark = pytest.mark.local_service
 
 
-def generated(url, route="text-to-model", **body) -> dict:
-    view = v3_wait(url, v3_create(url, route, **body))
-    assert view["status"] == "success", view
-    return view
+def generated(url, *bodies: dict) -> list[dict]:
+    """Text-to-model tasks created at once, then each waited for."""
+    ids = [v3_create(url, "text-to-model", **body) for body in bodies]
+    views = [v3_wait(url, task_id) for task_id in ids]
+    assert all(view["status"] == "success" for view in views), views
+    return views
 
 
 def test_generate_parts_delivers_named_part_nodes(url):
-    robot = generated(url, prompt="a robot", face_limit=1000, generate_parts=True,
-                      model="v3.1-20260211")
-    vase = generated(url, prompt="a vase", face_limit=1000, generate_parts=True,
-                     texture=False, pbr=False)
+    robot, vase, plain = generated(
+        url, {"prompt": "a robot", "face_limit": 1000, "generate_parts": True,
+              "model": "v3.1-20260211"},
+        {"prompt": "a vase", "face_limit": 1000, "generate_parts": True, "texture": False,
+         "pbr": False},
+        {"prompt": "a robot", "face_limit": 1000})
     assert robot["output"]["part_names"] == ROBOT_PARTS
     assert [name for name, _ in glb_parts(download(robot))] == ROBOT_PARTS
     assert vase["output"]["part_names"] == ["part_1", "part_2", "part_3", "part_4"]
     assert (robot["credits_consumed"], vase["credits_consumed"]) == (40, 30)
-    plain = generated(url, prompt="a robot", face_limit=1000)
     assert "part_names" not in plain["output"] and len(glb_parts(download(plain))) == 1
 
 
 def test_smart_low_poly_geometry_quality_and_quad(url):
-    views = {
-        "smart": generated(url, prompt="a vase", face_limit=1000, smart_low_poly=True),
-        "detailed": generated(url, prompt="a vase", geometry_quality="detailed"),
-        "standard": generated(url, prompt="a vase", geometry_quality="standard"),
-        "quad": generated(url, prompt="a vase", quad=True, face_limit=500),
-    }
+    bodies = {"smart": {"face_limit": 1000, "smart_low_poly": True},
+              "detailed": {"geometry_quality": "detailed"},
+              "standard": {"geometry_quality": "standard"},
+              "quad": {"quad": True, "face_limit": 500}}
+    views = dict(zip(bodies, generated(url, *({"prompt": "a vase", **body}
+                                             for body in bodies.values())), strict=True))
     faces = {name: sum(n for _, n in glb_parts(download(view)))
              for name, view in views.items() if name != "quad"}
     assert 800 < faces["smart"] <= 1000
@@ -58,9 +61,10 @@ def height(glb: bytes) -> float:
 
 
 def test_auto_size_gives_a_real_world_height(url):
-    robot = generated(url, prompt="a robot", face_limit=600, auto_size=True)
-    vase = generated(url, prompt="a vase", face_limit=600, auto_size=True)
-    plain = generated(url, prompt="a robot", face_limit=600)
+    robot, vase, plain = generated(
+        url, {"prompt": "a robot", "face_limit": 600, "auto_size": True},
+        {"prompt": "a vase", "face_limit": 600, "auto_size": True},
+        {"prompt": "a robot", "face_limit": 600})
     assert abs(height(download(robot)) - 1.8) < 1e-3
     assert abs(height(download(vase)) - 0.4) < 1e-3
     assert abs(height(download(plain)) - 1.0) < 1e-3

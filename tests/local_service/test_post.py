@@ -11,7 +11,7 @@ import requests
 import trimesh
 
 from .support import box_glb, fbx_meshes, glb_parts, parse_glb
-from .test_own_mesh import imported, mesh_post
+from .test_own_mesh import imported, mesh_create, mesh_post
 from .test_rig import finished
 from .test_v3 import v3_create, v3_wait
 
@@ -25,6 +25,14 @@ def model(url, prompt="a robot", **options) -> tuple[str, bytes]:
     view = v3_wait(url, v3_create(url, "text-to-model", prompt=prompt, **options))
     assert view["status"] == "success", view
     return view["task_id"], download(view)
+
+
+def finished_all(url, *creates: tuple[str, dict]) -> list[dict]:
+    """Each (path, body) created at once, then each waited for: one latency for them all."""
+    ids = [mesh_create(url, path, **body) for path, body in creates]
+    views = [v3_wait(url, task_id) for task_id in ids]
+    assert all(view["status"] == "success" for view in views), views
+    return views
 
 
 def download(view) -> bytes:
@@ -67,15 +75,16 @@ def test_segmentation_names_the_robots_parts_and_keeps_every_triangle(url):
 
 def test_one_piece_is_clustered_into_numbered_parts(url):
     source = imported(url, box_glb(1, 2, 1, subdivisions=3))
-    balanced = finished(url, "/v3/mesh/segment", input=source)
-    detailed = finished(url, "/v3/mesh/segment", input=source, model="v2.0-20260430",
-                        segmentation_granularity="detailed")
+    segment = "/v3/mesh/segment"
+    balanced, detailed, pieces = finished_all(
+        url, (segment, {"input": source}),
+        (segment, {"input": source, "model": "v2.0-20260430",
+                   "segmentation_granularity": "detailed"}),
+        (segment, {"input": source, "model": "v2.0-20260430", "split_by_connectivity": False}))
     assert balanced["output"]["part_names"] == [f"part_{i}" for i in range(1, 5)]
     assert detailed["output"]["part_names"] == [f"part_{i}" for i in range(1, 7)]
     for view in (balanced, detailed):
         assert triangles(download(view)) == 12 * 4 ** 3
-    pieces = finished(url, "/v3/mesh/segment", input=imported(url, box_glb(1, 1, 1)),
-                      model="v2.0-20260430", split_by_connectivity=False)
     assert len(pieces["output"]["part_names"]) == 4
 
 
@@ -84,8 +93,11 @@ def test_completion_closes_the_chosen_parts_only(url):
     segmentation = finished(url, "/v3/mesh/segment", input=source)
     cut = download(segmentation)
     assert not welded(cut, "part_1").is_watertight  # a cut-out patch has an open edge
-    view = finished(url, "/v3/mesh/complete", input=segmentation["task_id"],
-                    part_names=["part_1"], completion_mode="quick_cap")
+    complete = "/v3/mesh/complete"
+    view, whole = finished_all(
+        url, (complete, {"input": segmentation["task_id"], "part_names": ["part_1"],
+                         "completion_mode": "quick_cap"}),
+        (complete, {"input": segmentation["task_id"]}))
     assert (view["type"], view["credits_consumed"]) == ("mesh_completion", 50)
     assert view["output"]["part_names"] == segmentation["output"]["part_names"]
     done = download(view)
@@ -94,7 +106,7 @@ def test_completion_closes_the_chosen_parts_only(url):
     assert after["part_1"] > before["part_1"]
     assert {k: v for k, v in after.items() if k != "part_1"} == {
         k: v for k, v in before.items() if k != "part_1"}
-    everything = download(finished(url, "/v3/mesh/complete", input=segmentation["task_id"]))
+    everything = download(whole)
     assert all(welded(everything, name).is_watertight
                for name in segmentation["output"]["part_names"])
 
@@ -102,8 +114,9 @@ def test_completion_closes_the_chosen_parts_only(url):
 def test_smart_low_poly_stays_within_the_face_limit_and_keeps_the_texture(url):
     source, glb = model(url, face_limit=6000)
     assert triangles(glb) > 5000
-    low = finished(url, "/v3/mesh/decimate", input=source, face_limit=800)
-    quad = finished(url, "/v3/mesh/decimate", input=source, face_limit=500, quad=True)
+    low, quad = finished_all(url, ("/v3/mesh/decimate", {"input": source, "face_limit": 800}),
+                             ("/v3/mesh/decimate", {"input": source, "face_limit": 500,
+                                                    "quad": True}))
     assert (low["type"], low["credits_consumed"]) == ("highpoly_to_lowpoly", 30)
     reduced = download(low)
     assert 600 < triangles(reduced) <= 800
