@@ -106,10 +106,10 @@ def _generated(task: Task, seed: str, texture: bool, picture, auto_size: bool) -
     if not smart and task.option("generate_parts") is not True:
         return glb
     scene = meshops.read(glb)
+    if task.option("generate_parts") is True:  # before decimating, which opens UV seams
+        scene = segment.segmented(scene)
     if smart:
         scene = decimate.decimated(scene, task.faces)
-    if task.option("generate_parts") is True:
-        scene = segment.segmented(scene)
     return meshops.write(scene)
 
 

@@ -1,10 +1,12 @@
 """Local ModelStream-compatible service: try the add-on without a key, run demos and tests.
 
-Speaks the relay's contract (POST / GET /tripo/v2/openapi/task, all eight task types, and the
-upstream upload and balance endpoints) and Tripo's API v3 (/v3/generation/<route>, /v3/tasks,
-/v3/files and presigned uploads, /v3/account/balance, and your own mesh in: /v3/models/import and
-/texture, /v3/animations/rig-check, /rig and /retarget), walks every task through queued ->
-running -> success on a clock, and serves procedural GLB / FBX models and PNG images from its
+Speaks the relay's contract (POST / GET /tripo/v2/openapi/task, its eight task types and
+stylize_model, and the upstream upload and balance endpoints) and Tripo's API v3
+(/v3/generation/<route>, /v3/tasks, /v3/files and presigned uploads, /v3/account/balance, your
+own mesh in: /v3/models/import and /texture, /v3/animations/rig-check, /rig and /retarget, and
+post-processing: /v3/mesh/segment, /complete, /decimate and /v3/models/convert), walks every
+task through queued -> running -> success on a clock, and serves procedural GLB / FBX models
+(and the converted formats) and PNG images from its
 own file "CDN". Control
 endpoints under /_local/ inject the failures a real service shows (slow replies, 429 / 500,
 dropped connections, failed or unknown tasks, concurrency limits, truncated or corrupt

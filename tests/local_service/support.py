@@ -170,6 +170,12 @@ def fbx_polygon_sizes(data: bytes) -> list[int]:
     _, start, end = top["Objects"]
     _, start, end = fbx_children(data, start, end - 13)["Geometry"]
     props, _, _ = fbx_children(data, start, end - 13)["PolygonVertexIndex"]
+    return _polygon_sizes(props)
+
+
+def _polygon_sizes(props: bytes) -> list[int]:
+    """Corner counts from a PolygonVertexIndex record's properties (a negative index closes
+    a polygon)."""
     assert props[:1] == b"i"
     count, encoding, size = struct.unpack_from("<III", props, 1)
     raw = props[13:13 + size]
@@ -181,6 +187,22 @@ def fbx_polygon_sizes(data: bytes) -> list[int]:
             sizes.append(run)
             run = 0
     return sizes
+
+
+def run_blender(script, files, timeout: float = 240) -> dict:
+    """Run a Blender script of this folder on files in a child process (this venv's bpy);
+    the JSON object it prints after SUMMARY."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, str(script), *map(str, files)],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{script.name} did not finish in {timeout} s: {exc.stderr}")
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("SUMMARY "))
+    return json.loads(line.removeprefix("SUMMARY "))
 
 
 def views(output: dict) -> dict:
@@ -250,3 +272,42 @@ def padded_glb(glb: bytes, size: int) -> bytes:
     return (struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob))
             + struct.pack("<I4s", len(text), b"JSON") + text
             + struct.pack("<I4s", len(blob), b"BIN\0") + blob)
+
+
+def nosed_glb() -> bytes:
+    """A 1.8 m figure whose front (+Z, glTF's) is marked by a nose: a 0.4 m square body
+    standing on the origin and a 0.3 m nose reaching z = 0.5 (trimesh's, without UVs)."""
+    import trimesh
+
+    body = trimesh.creation.box(extents=(0.4, 1.8, 0.4))
+    body.apply_translation((0, 0.9, 0))
+    nose = trimesh.creation.box(extents=(0.1, 0.1, 0.3))
+    nose.apply_translation((0, 1.5, 0.35))
+    return trimesh.util.concatenate([body, nose]).export(file_type="glb")
+
+
+def glb_parts(glb: bytes) -> list[tuple[str, int]]:
+    """(node name, triangles) of every node with a mesh, in order."""
+    doc, _ = parse_glb(glb)
+    return [(node.get("name"), sum(doc["accessors"][p["indices"]]["count"] // 3
+                                   for p in doc["meshes"][node["mesh"]]["primitives"]))
+            for node in doc["nodes"] if "mesh" in node]
+
+
+def fbx_meshes(data: bytes) -> dict[str, list[int]]:
+    """Corner counts of every polygon of every FBX mesh, by the mesh's name."""
+    top = fbx_children(data, 27, len(data))
+    _, start, end = top["Objects"]
+    out, pos = {}, start
+    while pos < end - 13:
+        record_end, _, props_len, name_len = struct.unpack_from("<IIIB", data, pos)
+        if record_end == 0:
+            break
+        if data[pos + 13:pos + 13 + name_len] == b"Geometry":
+            props = data[pos + 13 + name_len:pos + 13 + name_len + props_len]
+            name_len_prop = struct.unpack_from("<I", props, 10)[0]
+            name = props[14:14 + name_len_prop].split(b"\x00")[0].decode()
+            children = fbx_children(data, pos + 13 + name_len + props_len, record_end - 13)
+            out[name] = _polygon_sizes(children["PolygonVertexIndex"][0])
+        pos = record_end
+    return out

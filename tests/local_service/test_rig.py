@@ -3,16 +3,13 @@ what each costs, the bodies refused, and Blender's own importer reading the resu
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
-from .support import accessor, box_glb
+from .support import accessor, box_glb, run_blender
 from .test_own_mesh import counts, imported, mesh_create, mesh_post, model_of
 from .test_v3 import balance, v3_create, v3_wait
 
@@ -180,14 +177,7 @@ def test_blender_imports_an_armature_a_skinned_mesh_and_one_action_per_preset(ur
     for name, view in (("rig", rig), ("moves", moves)):
         files.append(tmp_path / f"{name}.glb")
         files[-1].write_bytes(requests.get(view["output"]["model_url"], timeout=10).content)
-    try:
-        done = subprocess.run([sys.executable, str(BLENDER), *map(str, files)],
-                              capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"Blender's glTF import did not finish in 180 s: {exc.stderr}")
-    assert done.returncode == 0, done.stderr
-    line = next(line for line in done.stdout.splitlines() if line.startswith("SUMMARY "))
-    seen = json.loads(line.removeprefix("SUMMARY "))
+    seen = run_blender(BLENDER, files, timeout=180)
     bones = ["mixamorig:" + name for name in BIPED_BONES]
     for path, actions in ((files[0], []), (files[1], WALKS)):
         scene = seen[str(path)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .support import PNG, SDK_KEY, box_glb, padded_glb, parse_glb, png
+from .support import PNG, SDK_KEY, box_glb, glb_parts, padded_glb, parse_glb, png
 from .test_own_mesh import counts
 
 pytestmark = pytest.mark.local_service
@@ -23,6 +23,13 @@ MAGIC = {".glb": b"glTF", ".png": b"\x89PNG\r\n\x1a\n"}
 MODEL_FILES = {"model", "pbr_model", "rendered_image"}  # 1.0.0 aliases pbr_model to model_url
 VIEW_FILES = {"front_view", "left_view", "back_view", "right_view"}
 START = 1_000_000
+# convert_model's formats and how each file starts.
+CONVERTED = {"FBX": b"Kaydara FBX Binary", "OBJ": b"# ModelStream", "STL": b"ModelStream",
+             "USDZ": b"PK", "3MF": b"PK", "GLTF": b"glTF"}
+
+
+def triangles(glb: bytes) -> int:
+    return sum(count for _, count in glb_parts(glb))
 
 
 def run_sdk(flow: str, url: str, out: Path, pythonpath: str | None = None,
@@ -30,8 +37,8 @@ def run_sdk(flow: str, url: str, out: Path, pythonpath: str | None = None,
     """One sdk_flows.py run; `files` (name -> bytes) are written for it, by default the
     front, left and right pictures."""
     paths = []
-    files = files or {"front.png": PNG, "left.png": png(40, 40, 90),
-                      "right.png": png(40, 40, 200)}
+    if files is None:
+        files = {"front.png": PNG, "left.png": png(40, 40, 90), "right.png": png(40, 40, 200)}
     for name, data in files.items():
         paths.append(out / name)
         paths[-1].write_bytes(data)
@@ -147,3 +154,58 @@ def test_sdk_1_0_0_brings_your_own_mesh_in(url, tmp_path):
     seen = stats(url)
     # The small file by multipart, the large one's presign by API; its PUT went to the bucket.
     assert seen["requests_by_api"]["v3"]["upload"] == 2 and seen["requests"]["upload"] == 3
+
+
+def test_sdk_1_0_0_completes_post_processing(url, tmp_path):
+    """mesh_segmentation, mesh_completion, smart_lowpoly, convert_model to each format and a
+    text_to_model with generate_parts / smart_low_poly / geometry_quality, each waited for
+    and downloaded by the SDK."""
+    only_api(url, "v3")
+    result = run_sdk("post", url, tmp_path, files={})
+    runs = result["runs"]
+    robot_parts = ["head", "torso", "arm_left", "arm_right", "leg_left", "leg_right"]
+    glb = {name: Path(runs[name]["files"]["model"]).read_bytes() for name in (
+        "robot", "options", "mesh_segmentation", "mesh_completion", "smart_lowpoly")}
+    for name in glb:
+        check_files(runs[name], {"model", "pbr_model"} | ({"rendered_image"} if name in (
+            "robot", "options") else set()))
+    for name in ("options", "mesh_segmentation", "mesh_completion"):
+        assert runs[name]["output_extra"]["part_names"] == robot_parts, runs[name]
+        assert [part for part, _ in glb_parts(glb[name])] == robot_parts
+    assert triangles(glb["mesh_segmentation"]) == triangles(glb["robot"])
+    assert triangles(glb["mesh_completion"]) > triangles(glb["robot"])
+    assert triangles(glb["smart_lowpoly"]) <= 500 and triangles(glb["options"]) <= 1000
+    for kind, magic in CONVERTED.items():
+        run = runs[f"convert_{kind}"]
+        ext = kind.lower() if kind != "GLTF" else "glb"
+        assert run["status"] == "success" and run["output_extra"] == {"format": ext}, run
+        path = Path(run["files"]["model"])
+        assert path.suffix == f".{ext}" and path.read_bytes().startswith(magic), (kind, path)
+    assert {name: run["credits"] for name, run in runs.items()} == {
+        "robot": 20, "options": 70, "mesh_segmentation": 40, "mesh_completion": 50,
+        "smart_lowpoly": 30, **{f"convert_{kind}": 5 for kind in CONVERTED}}
+    assert {run["type"] for run in runs.values()} == {
+        "text_to_model", "mesh_segmentation", "mesh_completion", "highpoly_to_lowpoly",
+        "convert_model"}
+    spent = sum(run["credits"] for run in runs.values())
+    assert result["balance"] == {"balance": START - spent, "frozen": 0}
+    assert stats(url)["tasks_by_type"] == {"text_to_model": 2, "mesh_segmentation": 1,
+                                           "mesh_completion": 1, "highpoly_to_lowpoly": 1,
+                                           "convert_model": 6}
+
+
+def test_sdk_0_4_2_stylizes_on_v2(url, tmp_path):
+    only_api(url, "v2")
+    result = run_sdk("stylize", url, tmp_path, pythonpath=str(V2_SDK), files={})
+    runs = result["runs"]
+    for name in ("voxel", "lego", "voronoi"):
+        check_files(runs[name], {"model"})
+        assert runs[name]["type"] == "stylize_model"
+    sizes = {name: triangles(Path(runs[name]["files"]["model"]).read_bytes())
+             for name in runs}
+    # Voronoi tiles hold the robot's triangles; voxels are cubes; lego's block_size 40 makes
+    # half as many blocks along a side as voxel's default 80.
+    assert sizes["voronoi"] == sizes["robot"] and sizes["voxel"] % 12 == 0
+    assert sizes["lego"] < sizes["voxel"]
+    assert result["balance"] == {"balance": START - 20 - 3 * 20, "frozen": 0}
+    assert stats(url)["tasks_by_type"] == {"text_to_model": 1, "stylize_model": 3}
