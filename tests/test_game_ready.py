@@ -100,6 +100,7 @@ def test_three_lods_land_within_their_face_limits_named_for_an_engine(blender, a
     assert posts(v3)[-3:] == ["/v3/mesh/decimate"] * 3
     group = addon.game_ready.lod_group(robot)
     coll = bpy.data.collections[f"{group}_LODs"]
+    counts = []
     for n, limit in enumerate(limits):
         root = bpy.data.objects[f"{group}_LOD{n}"]
         assert root.name in coll.objects and root["modelstream_lod"] == n
@@ -107,8 +108,10 @@ def test_three_lods_land_within_their_face_limits_named_for_an_engine(blender, a
         assert lod and all(o.name.startswith(f"{group}_LOD{n}") for o in lod)
         assert all(o.name in coll.objects for o in lod)
         assert 0 < triangles(bpy, lod) <= limit, (n, triangles(bpy, lod))
+        counts.append(triangles(bpy, lod))
         assert tuple(map(tuple, root.matrix_world)) == tuple(
             map(tuple, bpy.data.objects[f"{group}_LOD0"].matrix_world)), "not one transform"
+    assert counts == sorted(counts, reverse=True) and len(set(counts)) == 3, counts
 
 
 def test_a_voxel_version_lands_beside_its_source(blender, addon, service):

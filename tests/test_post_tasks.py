@@ -111,6 +111,7 @@ def test_generation_options_are_sent_when_asked_and_their_rules_hold():
     body = _model(texture=False, generate_parts=True, geometry_quality="detailed")
     assert body["generate_parts"] is True and body["geometry_quality"] == "detailed"
     assert "texture" in refused("generate_parts", _model, generate_parts=True)
+    assert _model(generate_parts=True, model_version="v3.1-20260211")["generate_parts"]
     assert "quad" in refused("generate_parts", _model, texture=False, quad=True,
                              generate_parts=True)
     assert _model(smart_low_poly=True, face_limit=5000)["smart_low_poly"] is True

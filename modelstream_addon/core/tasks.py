@@ -29,6 +29,7 @@ GEOMETRY_QUALITIES = ("standard", "detailed")
 # smart_low_poly narrows the face limit (Tripo's docs): these, or QUAD_LOW_POLY with quads.
 SMART_LOW_POLY_FACES = (1000, 20000)
 QUAD_LOW_POLY_FACES = (500, 10000)
+TEXTURED_PARTS = ("v3.1-20260211",)  # the model that makes textured parts
 P1 = "P1-"  # Tripo's P1 models refuse quad, smart_low_poly, generate_parts and
 # geometry_quality even when false: the keys are left out for them
 # extra_params may override these (the user's explicit intent wins), never anything else
@@ -136,10 +137,12 @@ def _game_options(opts, body):
         del body["quad"]
         return
     if parts:
-        clash = [name for name in ("texture", "pbr", "quad") if body.get(name)]
+        clash = [name for name in ("texture", "pbr", "quad") if body.get(name)
+                 and not (name != "quad" and body.get("model_version") in TEXTURED_PARTS)]
         if clash:
-            raise ValidationError("generate_parts", f"parts come untextured and as "
-                                  f"triangles: turn {' and '.join(clash)} off.")
+            raise ValidationError("generate_parts", f"parts come untextured (but from "
+                                  f"{TEXTURED_PARTS[0]}) and as triangles: turn "
+                                  f"{' and '.join(clash)} off.")
         body["generate_parts"] = True
     if low_poly:
         low, high = QUAD_LOW_POLY_FACES if body["quad"] else SMART_LOW_POLY_FACES

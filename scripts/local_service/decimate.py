@@ -5,6 +5,8 @@ with quad, the triangles paired into quads for an FBX of at most `face_limit` fa
 
 from __future__ import annotations
 
+import threading
+
 import fast_simplification
 import numpy as np
 
@@ -43,13 +45,19 @@ def _reduced(mesh: Mesh, face_limit: int, total: int) -> Mesh:
     return concatenate(pieces)
 
 
+# fast-simplification keeps its mesh in one global C++ object: two threads at once swap
+# each other's results, so the service's task threads take turns.
+_DECIMATOR = threading.Lock()
+
+
 def simplified(mesh: Mesh, target: int) -> Mesh:
     """The quadric decimator's result; each new vertex takes the normal and UV of the first
     source vertex that collapsed into it."""
-    positions, faces, collapses = fast_simplification.simplify(
-        mesh.positions, mesh.faces, target_count=target, return_collapses=True)
-    _, _, mapping = fast_simplification.replay_simplification(mesh.positions, mesh.faces,
-                                                              collapses)
+    with _DECIMATOR:
+        positions, faces, collapses = fast_simplification.simplify(
+            mesh.positions, mesh.faces, target_count=target, return_collapses=True)
+        _, _, mapping = fast_simplification.replay_simplification(mesh.positions, mesh.faces,
+                                                                  collapses)
     source = np.zeros(len(positions), np.int64)
     kept, first = np.unique(mapping, return_index=True)
     source[kept] = first
