@@ -200,10 +200,10 @@ def _line_up(context, empty, new, options):
     empty.location.x += taken[1].x + gap - mine[0].x
 
 
-def _in_view(obj):
-    """False for what an importer keeps out of view: the glTF importer's bone shapes, in
-    its hidden collection, stay there rather than show at the model's origin."""
-    owners = obj.users_collection
+def _in_view(owners):
+    """False for what an importer keeps out of view (`owners`: an object's collections):
+    the glTF importer's bone shapes, in its hidden collection, stay there rather than show
+    at the model's origin."""
     return not owners or any(not c.hide_viewport for c in owners)
 
 
@@ -217,7 +217,9 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, option
     before = _snapshot()
     try:
         result = _IMPORTERS[fmt](path)
-        new = [o for o in bpy.data.objects if o not in before["objects"] and _in_view(o)]
+        owners = {o: list(o.users_collection) for o in bpy.data.objects
+                  if o not in before["objects"]}  # users_collection walks every collection
+        new = [o for o, found in owners.items() if _in_view(found)]
         if result != {'FINISHED'} or not new:
             raise ImportFailed(f"The {fmt.upper()} file imported no objects.")
         coll = _collection(context.scene)
@@ -231,7 +233,7 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, option
             empty[f"modelstream_{key}"] = value
         new_set = set(new)
         for obj in new:
-            for owner in list(obj.users_collection):
+            for owner in owners[obj]:
                 owner.objects.unlink(obj)
             coll.objects.link(obj)
             if obj.parent not in new_set:
