@@ -46,8 +46,8 @@ def test_a_rigged_result_leaves_the_bone_shape_hidden_and_out_of_its_height(blen
     skinned = [o for o in sized.children_recursive if o.type == 'MESH']
     assert skinned and all(o.find_armature() for o in skinned)
     low, high = world_box(bpy, skinned)
-    assert high.z - low.z == pytest.approx(1.8, abs=0.02)  # the rest pose's height, posed
-    assert low.z == pytest.approx(0.5, abs=0.02)
+    assert high.z - low.z == pytest.approx(1.8, abs=0.001)
+    assert low.z == pytest.approx(0.5, abs=0.001)
 
 
 def test_landing_evaluates_no_depsgraph_beyond_the_importers(blender, addon, monkeypatch):

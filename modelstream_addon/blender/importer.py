@@ -61,10 +61,11 @@ def _own_matrix(obj):
 
 
 def world_matrices(objects):
-    """[world matrix] of `objects`, current after any change to their transforms. The
-    glTF importer leaves every matrix_world unset and evaluating the depsgraph to set it
-    deforms each skinned vertex (a rigged 2M-triangle model: ~100 ms a time), so it is
-    done only where our own product of transforms cannot say."""
+    """[world matrix] of `objects`, current after any change to their transforms:
+    matrix_world is not until the depsgraph has run again, and running it after a
+    parenting rebuilds the scene's relations and deforms each skinned vertex again (a
+    rigged 2M-triangle model: 40-100 ms a time), so it runs only where our own product of
+    transforms cannot say."""
     found = [_own_matrix(o) for o in objects]
     if any(m is None for m in found):
         bpy.context.view_layer.update()
@@ -74,8 +75,7 @@ def world_matrices(objects):
 
 def world_bounds(objects):
     """(lowest, highest) corner of the world-space bounding box of `objects`' meshes, or
-    None when there is no mesh. A mesh's box is the one Blender has: the rest pose of a
-    skinned mesh until the depsgraph has evaluated it."""
+    None when there is no mesh (each mesh's box as Blender last evaluated it)."""
     meshes = [o for o in objects if o.type == 'MESH']
     corners = [m @ Vector(c) for o, m in zip(meshes, world_matrices(meshes), strict=True)
                for c in o.bound_box]
