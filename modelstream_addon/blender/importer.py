@@ -45,10 +45,39 @@ def _collection(scene):
     return coll
 
 
+def _own_matrix(obj):
+    """`obj`'s world matrix from its own and its parents' transforms, as the depsgraph
+    makes it; None where only the depsgraph knows it (constraints, rigid body, a bone,
+    vertex or curve parent)."""
+    matrix = obj.matrix_basis
+    while obj.parent is not None:
+        if obj.constraints or obj.rigid_body or obj.parent_type != 'OBJECT' \
+                or obj.parent.type == 'CURVE':
+            return None
+        matrix = obj.matrix_parent_inverse @ matrix
+        obj = obj.parent
+        matrix = obj.matrix_basis @ matrix
+    return None if obj.constraints or obj.rigid_body else matrix
+
+
+def world_matrices(objects):
+    """[world matrix] of `objects`, current after any change to their transforms:
+    matrix_world is not until the depsgraph has run again, and running it after a
+    parenting rebuilds the scene's relations and deforms each skinned vertex again (a
+    rigged 2M-triangle model: 40-100 ms a time), so it runs only where our own product of
+    transforms cannot say."""
+    found = [_own_matrix(o) for o in objects]
+    if any(m is None for m in found):
+        bpy.context.view_layer.update()
+        found = [o.matrix_world.copy() for o in objects]
+    return found
+
+
 def world_bounds(objects):
     """(lowest, highest) corner of the world-space bounding box of `objects`' meshes, or
-    None when there is no mesh."""
-    corners = [o.matrix_world @ Vector(c) for o in objects if o.type == 'MESH'
+    None when there is no mesh (each mesh's box as Blender last evaluated it)."""
+    meshes = [o for o in objects if o.type == 'MESH']
+    corners = [m @ Vector(c) for o, m in zip(meshes, world_matrices(meshes), strict=True)
                for c in o.bound_box]
     if not corners:
         return None
@@ -64,7 +93,6 @@ def _model_size(objects):
 
 def fit_height(context, empty, objects, height):
     """Scale the Empty (never the mesh data) so `objects` stand `height` tall."""
-    context.view_layer.update()
     bounds = world_bounds(objects)
     tall = (bounds[1].z - bounds[0].z) if bounds else 0.0
     if tall > 0 and height > 0:
@@ -74,18 +102,17 @@ def fit_height(context, empty, objects, height):
 def base_at_origin(context, empty, objects):
     """Move the Empty's children so that `objects` rest on the Empty's origin: their
     lowest point at its Z, their bounding box centred over it in X and Y."""
-    context.view_layer.update()
     bounds = world_bounds(objects)
     if bounds is None:
         return
     low, high = bounds
-    at = empty.matrix_world.translation
-    shift = Vector((at.x - (low.x + high.x) / 2, at.y - (low.y + high.y) / 2, at.z - low.z))
-    for child in empty.children:
-        moved = child.matrix_world.copy()
-        moved.translation += shift
-        child.matrix_world = moved
-    context.view_layer.update()
+    [place] = world_matrices([empty])
+    at = place.translation
+    shift = Matrix.Translation((at.x - (low.x + high.x) / 2, at.y - (low.y + high.y) / 2,
+                                at.z - low.z))
+    for child in empty.children:  # in world space: on each child's own transform
+        parent = place @ child.matrix_parent_inverse
+        child.matrix_basis = parent.inverted() @ shift @ parent @ child.matrix_basis
 
 
 def _place(context, empty, new, options):
@@ -95,7 +122,6 @@ def _place(context, empty, new, options):
     target = bpy.data.objects.get(options.get("replace", "")) if placement == 'REPLACE' else None
     if placement == 'REPLACE' and target is None:
         raise ImportFailed(f"The object to replace, {options.get('replace')!r}, is gone.")
-    context.view_layer.update()
     size = _model_size(new)
     goal = None
     if target is not None:
@@ -107,8 +133,9 @@ def _place(context, empty, new, options):
     elif options.get("size_mode") == 'HEIGHT':
         fit_height(context, empty, new, _number(options.get("target_size"), 1.0))
     if target is not None:
-        empty.location = target.matrix_world.translation
-        empty.rotation_euler = target.matrix_world.to_euler()
+        [where] = world_matrices([target])
+        empty.location = where.translation
+        empty.rotation_euler = where.to_euler()
         target.hide_set(True)
         target.hide_render = True
     elif placement == 'MATRIX':  # your own mesh's result: at the original's transform
@@ -165,13 +192,19 @@ def _line_up(context, empty, new, options):
     empty[ROW] = row
     empty[ROW_PLACE] = list(empty.location)
     siblings = [o for o in context.scene.objects if o is not empty and row_of(o) == row]
-    context.view_layer.update()
     mine = world_bounds(new)
     taken = world_bounds([c for s in siblings for c in s.children_recursive])
     if mine is None or taken is None:
         return
     gap = max(0.1 * (mine[1].x - mine[0].x), 0.05)
     empty.location.x += taken[1].x + gap - mine[0].x
+
+
+def _in_view(owners):
+    """False for what an importer keeps out of view (`owners`: an object's collections):
+    the glTF importer's bone shapes, in its hidden collection, stay there rather than show
+    at the model's origin."""
+    return not owners or any(not c.hide_viewport for c in owners)
 
 
 def import_model(context, path, fmt, *, name, task_id, task_type, prompt, options=None,
@@ -184,7 +217,9 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, option
     before = _snapshot()
     try:
         result = _IMPORTERS[fmt](path)
-        new = [o for o in bpy.data.objects if o not in before["objects"]]
+        owners = {o: list(o.users_collection) for o in bpy.data.objects
+                  if o not in before["objects"]}  # users_collection walks every collection
+        new = [o for o, found in owners.items() if _in_view(found)]
         if result != {'FINISHED'} or not new:
             raise ImportFailed(f"The {fmt.upper()} file imported no objects.")
         coll = _collection(context.scene)
@@ -198,7 +233,7 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, option
             empty[f"modelstream_{key}"] = value
         new_set = set(new)
         for obj in new:
-            for owner in list(obj.users_collection):
+            for owner in owners[obj]:
                 owner.objects.unlink(obj)
             coll.objects.link(obj)
             if obj.parent not in new_set:
