@@ -70,6 +70,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ModelStreamLocal/1.0"
     timeout = 30  # idle keep-alive connections are dropped after this
+    # Headers and body go out in two writes: with Nagle's algorithm on, the second waits for
+    # the client's delayed ACK (about 40 ms) on a reused connection.
+    disable_nagle_algorithm = True
 
     @property
     def service(self) -> LocalService:
