@@ -31,6 +31,7 @@ class Schedule:
         self.idle = 0  # polls in a row with nothing to go by
         self.queued = 0  # polls in a row that said queued
         self.since = None  # (time, progress) of the first running poll since progress fell
+        self.last = 0  # the progress the last running poll read
 
     def first(self, now, poll_min):
         """Seconds from `now` until the first poll."""
@@ -60,8 +61,9 @@ class Schedule:
 
     def _soonest(self, now, progress, left):
         """The fewest seconds the task may still take, or None when nothing says."""
-        if self.since is None or progress < self.since[1]:
+        if self.since is None or progress < self.last:
             self.since = (now, progress)
+        self.last = progress
         by_progress = None
         if progress >= 100:
             by_progress = 0.0
