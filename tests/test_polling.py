@@ -103,6 +103,17 @@ def test_an_end_that_never_comes_spends_no_more_than_the_budget(poll_min, spacin
     assert len(times) >= 120.0 / spacing - 2, "it stopped polling"
 
 
+def test_what_a_long_task_saved_is_spent_a_burst_at_a_time():
+    """Two minutes far from the end save a hundred polls; then 99 % for a minute: the
+    schedule polls quickly for BURST polls at most, then once a second."""
+    times = follow(lambda t: ("running", 50, 200, -1) if t < 120 else ("running", 99, 1, -1),
+                   until=180.0)
+    late = [t for t in times if t >= 120]
+    for first, last in zip(late, late[polling.BURST + 5:], strict=False):
+        assert last - first >= 5 - 1e-9, f"{polling.BURST + 6} polls in {last - first:.2f} s"
+    assert len(late) >= 55, "it stopped polling"
+
+
 def test_an_attached_task_is_polled_at_once_then_within_the_budget():
     times = follow(lambda t: ("running", 99, 1, -1), fresh=False, until=60.0)
     assert times[0] == 0.0

@@ -8,14 +8,16 @@ until it is; it pays for that by polling sparsely before. Far from the end it wa
 the time left, as the SDK does, so a changed estimate is read again in time; queued it
 backs off (unless next in line), and with nothing to go by it backs off from poll_min to
 poll_max. Over a task's life it never polls more than once a second on average (once per
-poll_min when a test or dev setting makes that shorter): the budget is checked on every
-wait, so no estimate, right or wrong, can spend more.
+poll_min when a test or dev setting makes that shorter), and what it saved is spent at most
+BURST polls at once: the budget is checked on every wait, so no estimate, right or wrong
+(a task at 99 % for a minute), can spend more.
 """
 
 from __future__ import annotations
 
 FAST = 0.1  # seconds between polls once the task may be done any moment
 SPACING = 1.0  # seconds per poll, on average over a task's life, at the least
+BURST = 10  # polls above that average at most, however much was saved
 BACK_OFF = 1.5
 
 
@@ -28,6 +30,7 @@ class Schedule:
         self.start = start
         self.fresh = fresh
         self.polls = 0
+        self.due = start  # a steady rate's time for the next poll (bounds the bursts)
         self.idle = 0  # polls in a row with nothing to go by
         self.queued = 0  # polls in a row that said queued
         self.since = None  # (time, progress) of the first running poll since progress fell
@@ -43,6 +46,7 @@ class Schedule:
         (0-100), with `left` seconds to go and `position` in the queue (each -1 when the
         service did not say)."""
         self.polls += 1
+        self.due = max(self.due, now) + min(poll_min, SPACING)
         if status == "queued":
             self.since, self.idle = None, 0
             self.queued += 1
@@ -84,7 +88,9 @@ class Schedule:
 
     def _budget(self, now, wanted, poll_min):
         """`wanted`, or longer when the next poll would spend more than the budget: by the
-        time of poll n, at most n polls a SPACING (or poll_min) since the start."""
+        time of poll n, at most n polls a SPACING (or poll_min) since the start, and no
+        more than BURST ahead of a steady rate."""
         spacing = min(poll_min, SPACING)
         counted = self.polls + (1 if self.fresh else 0)
-        return max(wanted, self.start + counted * spacing - now)
+        earliest = max(self.start + counted * spacing, self.due - (BURST - 1) * spacing)
+        return max(wanted, earliest - now)
