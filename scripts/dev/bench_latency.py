@@ -22,7 +22,8 @@ engine's queue; L, when the object exists (runtime.on_landed, called right after
 import). The gap is (L - S) - (R - P): everything but the download. Its parts are printed
 too: poll lateness P - S (including that GET), the wait for the timer R -> the timer call
 that landed it, and the landing itself (Engine.tick, the import, the job list). Polls per
-second per job: the service's GETs of the task (`task_polls`) over submit -> P.
+second per job: the service's GETs of the task (`task_polls`) over its life at the service,
+from its creation (S less the latency) to P.
 In background mode (the bpy module always is) land() pushes no undo step; in the GUI it
 does, after the object exists, so it is outside the gap.
 """
@@ -96,7 +97,7 @@ def run(args, workdir):
         runtime.on_landed.append(
             lambda context, job: landed.setdefault(job.id, (time.time(), call_start[0])))
 
-        jobs, sent = [], {}
+        jobs = []
         deadline = time.monotonic() + args.timeout
         next_send = time.monotonic()
         while len(jobs) < args.jobs or not all(j.done and j.state != job_mod.READY
@@ -109,7 +110,6 @@ def run(args, workdir):
                     "task_type": "text_to_model", "prompt": f"{PROMPTS[n % 10]} {n}",
                     "face_limit": 10000}))
                 runtime._auto_import[job.id] = ""  # runtime.follow's GUI path
-                sent[job.id] = time.time()
                 jobs.append(job)
                 next_send += args.spacing
             call_start[0] = time.time()
@@ -132,7 +132,7 @@ def run(args, workdir):
         polls = stats["task_polls"][job.task_id]
         rows.append({"gap": (exists - s) - (r - p), "late": p - s, "download": r - p,
                      "wait": tick - r, "land": exists - tick, "polls": polls,
-                     "rate": polls / (p - sent[job.id])})
+                     "rate": polls / (p - (s - args.latency))})
     print(f"\n== From the service's success to the object in the scene: {args.jobs} jobs, "
           f"latency {args.latency:g} s, one sent every {args.spacing:.2f} s, default poll "
           f"settings, the timer at the interval it returns ==")
