@@ -533,5 +533,6 @@ def elapsed(item):
 
 
 def set_poll_floor(seconds):
-    """Dev and benchmarks: how often a task may be polled at most."""
+    """Dev and benchmarks: the shortest wait between polls far from a task's end; below a
+    second it is also the average spacing the budget allows (core/polling.py)."""
     engine().poll_min = seconds
