@@ -19,16 +19,19 @@ import bpy
 
 from ..core import engine as engine_mod
 from ..core import errors, joblist, services, tasks
-from ..core.job import IMPORTED, READY
+from ..core.job import DOWNLOADING, IMPORTED, READY, RUNNING
 from . import importer, inputs, preferences
 from .user_files import user_folder
 
 TICK_SECONDS = 0.2
+LANDING_TICK = 0.02  # seconds between timer calls while a job may be READY any moment
+NEAR_END = 2.0  # seconds left (as the service says) from which a running job may end any moment
 SESSION_START = time.time()  # the add-on's modules load anew when it is enabled
 HISTORY_WAIT = 30.0  # seconds a script waits for the history to load before going on
 RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
 _auto_import = {}  # job id -> note: jobs this session imports when they become READY
+_near_end = set()  # ids of the jobs that may be READY any moment (`_landing_soon`)
 _resume_pending = False
 _resume_problem = ""
 _balance_future = None
@@ -166,8 +169,17 @@ def _timer():
         resume()
     wm = bpy.context.window_manager
     if wm is not None:
-        tick(wm)
-    return TICK_SECONDS
+        _near_end.update(j.id for j in tick(wm) if _landing_soon(j))
+    jobs = engine().jobs
+    _near_end.intersection_update([i for i in _near_end if i in jobs and _landing_soon(jobs[i])])
+    return LANDING_TICK if _near_end else TICK_SECONDS
+
+
+def _landing_soon(job):
+    """READY may come any moment (downloading, or the service says it is nearly done):
+    the timer then calls again soon, so the job lands a moment after, not a tick after."""
+    return job.state == DOWNLOADING or job.state == RUNNING and (
+        0 < job.running_left_time <= NEAR_END or job.progress >= 95)
 
 
 # The job list ---------------------------------------------------------------------------------
@@ -521,5 +533,6 @@ def elapsed(item):
 
 
 def set_poll_floor(seconds):
-    """Dev and benchmarks: how often a task may be polled at most."""
+    """Dev and benchmarks: the shortest wait between polls far from a task's end; below a
+    second it is also the average spacing the budget allows (core/polling.py)."""
     engine().poll_min = seconds

@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from . import errors, formats, imagefile, model_tasks, paths, tasks
+from . import errors, formats, imagefile, model_tasks, paths, polling, tasks
 from .job import DOWNLOADING, QUEUED, READY, RUNNING, SUBMITTING, WAITING
 
 ONGOING_STATUSES = ("queued", "running")
@@ -43,17 +43,6 @@ class Settings:
     # task id -> {view: path} the history downloaded, to complete a partial edit without
     # the network; filled on the main thread before the job that reads it starts.
     known_views: dict = field(default_factory=dict)
-
-
-def poll_delay(settings, data, attempt):
-    """max(poll_min, left / 2), as the official SDK polls; near the end, when that would
-    poll again just before the finish, wait for the predicted finish instead."""
-    left = data.get("running_left_time")
-    if isinstance(left, (int, float)) and left > 0:
-        if left <= 2 * settings.poll_min:
-            return max(settings.poll_min, left)
-        return min(settings.poll_max, left / 2)
-    return min(settings.poll_max, settings.poll_min * (1.5 ** attempt))
 
 
 class Worker:
@@ -102,9 +91,10 @@ class Worker:
                          else min(self.settings.poll_max, delay * 2))
                 if self.cancel.wait(delay):
                     self._stop()
+        created = time.monotonic()
         self.task_id = task_id
         self.post(task_id=task_id, state=QUEUED, message="Task created, waiting in queue")
-        self.follow(task_id, body["type"], fetch)
+        self.follow(task_id, body["type"], fetch, created)
 
     def send_images(self, body, transport):
         """Local images become upload tokens or data URLs ('auto' tries the upload first);
@@ -140,12 +130,13 @@ class Worker:
             self.post(transport=how, message=f"Images sent by {how}")
         return body
 
-    def follow(self, task_id, task_type, fetch=True):
+    def follow(self, task_id, task_type, fetch=True, created=None):
         """Poll to the end, then download (unless `fetch` is off: a step a chain goes on
-        from needs only its task id); an empty `task_type` is read from the task."""
+        from needs only its task id); an empty `task_type` is read from the task.
+        `created` is when we created it (monotonic), else it is polled at once."""
         self.task_id = task_id
         self.post(service=self.client.service.name)
-        data = self.poll()
+        data = self.poll(created)
         credits = self.client.service.credits(data)
         spent = {} if credits is None else {"credits": credits}
         kind = model_tasks.output_kind(task_type)
@@ -182,14 +173,16 @@ class Worker:
         self.post(state=READY, progress=100, **{"message": "Ready to import", **result},
                   **spent)
 
-    def poll(self):
-        """The task's data once it succeeded; any other end is a TaskFailedError."""
+    def poll(self, created=None):
+        """The task's data once it succeeded; any other end is a TaskFailedError. Polls
+        when polling.Schedule says, from what the service answers."""
         task_id, settings = self.task_id, self.settings
         start = time.monotonic()
+        schedule = polling.Schedule(start if created is None else created, created is not None)
+        delay = schedule.first(start, settings.poll_min)
         unknown_since = None
-        attempt = 0
         while True:
-            if self.cancel.is_set():
+            if self.cancel.wait(delay):
                 self._stop()
             data = self.client.get_task(task_id, cancel=self.cancel)
             status = str(data.get("status", "")).strip().lower()
@@ -212,14 +205,13 @@ class Worker:
                 raise errors.TaskFailedError(
                     f"Gave up waiting after {settings.time_limit / 60:.0f} min; the task may "
                     "still finish at the service.", task_id=task_id)
+            progress, position = _progress(data.get("progress")), _number(data.get("queuing_num"))
+            left = _number(data.get("running_left_time"))
             self.post(state=RUNNING if status == "running" else QUEUED, status=status,
-                      progress=_progress(data.get("progress")),
-                      queuing_num=_number(data.get("queuing_num")),
-                      running_left_time=_number(data.get("running_left_time")),
+                      progress=progress, queuing_num=position, running_left_time=left,
                       message=_status_text(data))
-            if self.cancel.wait(poll_delay(settings, data, attempt)):
-                self._stop()
-            attempt += 1
+            delay = schedule.after(now, status, progress, left, position,
+                                   settings.poll_min, settings.poll_max)
 
     def fetch(self, data, pick, dest):
         """Download pick(output) to dest; an expired URL gets one fresh GET of the task."""

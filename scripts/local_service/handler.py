@@ -219,6 +219,7 @@ class Handler(BaseHTTPRequestHandler):
         task = self.service.get_task(task_id, key, self._api)
         if task is None:
             return self._send_json(404, tripo_error(404, "task not found"))
+        self.service.count_poll(task)
         view = self.service.task_view(task, self._base_url())
         faults = self.service.faults
         hostile = hostile_net.reply_body(faults, view)

@@ -157,6 +157,10 @@ class LocalService:
             if api:
                 self._by_api[api][kind] += 1
 
+    def count_poll(self, task: Task) -> None:
+        with self._lock:
+            task.polls += 1
+
     def add_upload(self, api: str, key: str, data: bytes, token: str | None = None) -> str:
         """A token for an upload: v2's image_token is a bare UUID, v3's file_token file_<UUID>
         (a presigned PUT brings the token it was issued)."""
@@ -194,8 +198,9 @@ class LocalService:
                 self.faults.hit("max_in_flight")
                 raise Refused(429, 2000, "concurrency limit")
             evil = self.faults.take("evil_task_id")
+            wall = time.time()
             task = Task(evil["task_id"] if evil else str(uuid.uuid4()), key, kind, body, now,
-                        int(time.time()), list(sources), parent, api=api,
+                        int(wall), wall, list(sources), parent, api=api,
                         partial=self.settings["partial_edit"])
             if task.credits() > self._balance(key, now)["balance"]:
                 raise Refused(403, 2010, "not enough credit")
@@ -286,6 +291,10 @@ class LocalService:
         snapshot["task_types"] = {t.task_id: t.kind for t in tasks}
         snapshot["tasks_by_type"] = dict(collections.Counter(t.kind for t in tasks))
         snapshot["task_apis"] = {t.task_id: t.api for t in tasks}
+        turned = {t.task_id: t.succeeded_at(self.latency) for t in tasks}
+        snapshot["succeeded_at"] = {task_id: at for task_id, at in turned.items()
+                                    if at is not None}
+        snapshot["task_polls"] = {t.task_id: t.polls for t in tasks}
         return snapshot
 
 

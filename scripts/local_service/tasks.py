@@ -62,6 +62,7 @@ class Task:
     input: dict
     created: float  # monotonic, drives the lifecycle
     create_time: int  # unix seconds, as reported
+    created_wall: float = 0.0  # unix time of `created`, for succeeded_at
     sources: list = field(default_factory=list)  # Source or None (a skipped view)
     parent: Task | None = None  # the draft, or the multiview image task built on
     api: str = "v2"  # the API that created it, the only one that can read it
@@ -72,6 +73,8 @@ class Task:
     pad_to: int = 0  # bytes its GLB is padded up to (a pad_glb_mb fault), for big downloads
     images: list = field(default_factory=list)  # the sources' bytes once resolved
     ready: threading.Event = field(default_factory=threading.Event)
+    ready_at: float = 0.0  # monotonic: when its inputs were in (success waits for them)
+    polls: int = 0  # GETs that read it, for tests of how often a client polls
     files: dict = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -177,7 +180,17 @@ class Task:
         except ValueError as exc:
             self.final_status = FAILED
             self.error = {"error_code": FETCH_ERROR_CODE, "error_msg": str(exc)}
+        self.ready_at = time.monotonic()
         self.ready.set()
+
+    def succeeded_at(self, latency: float) -> float | None:
+        """The unix time it turned success (its clock ran out, or its inputs came in, if
+        later), for tests of how soon a client sees it; None until then, or when it ends
+        otherwise."""
+        if self.final_status != SUCCESS or self.progress(latency)["status"] != SUCCESS:
+            return None
+        turned = max(self.created + self.unknown_for + latency, self.ready_at)
+        return self.created_wall + (turned - self.created)
 
     def progress(self, latency: float) -> dict:
         """Status fields from the time since creation: queued, then running, then final."""
