@@ -23,6 +23,7 @@ import collections
 import concurrent.futures
 import contextlib
 import copy
+import heapq
 import os
 import queue
 import threading
@@ -376,19 +377,31 @@ class Engine:
 
     def _forget(self, gone, delete_files=True):
         """Drop jobs; with their files: each job's own folder, and what it recorded in the
-        engine's folders that no remaining job shares (old histories named files by task)."""
+        engine's folders that no remaining job shares (old histories named files by task).
+        Only a file outside its job's folder needs the walk over every job's files, so a
+        prune with thousands of jobs costs that walk only for such a file."""
         for job in gone:
             self.jobs.pop(job.id, None)
             self._records.pop(job.id, None)
         if not gone or not delete_files:
             return
-        shared = {os.path.normpath(p) for j in self.jobs.values() for p in j.files()}
         root = self.download_dir
+        outside = {}  # job id -> its files outside its own folder, which others may share
         for job in gone:
-            with contextlib.suppress(paths.UnsafePathError):
-                paths.remove(root, paths.job_folder(root, job.id))
-            for path in [job.output_path, *(p for _, p in job.images)]:
-                if path and os.path.normpath(path) not in shared:
+            try:
+                own = paths.job_folder(root, job.id)
+            except paths.UnsafePathError:
+                own = ""
+            else:
+                paths.remove(root, own)
+            files = [p for p in [job.output_path, *(p for _, p in job.images)] if p]
+            outside[job.id] = [p for p in files if not (own and paths.under(own, p))]
+        if not any(outside.values()) and not any(self._owns(j.owned) for j in gone):
+            return  # the usual case: every file was in its job's folder, now gone
+        shared = {os.path.normpath(p) for j in self.jobs.values() for p in j.files()}
+        for job in gone:
+            for path in outside[job.id]:
+                if os.path.normpath(path) not in shared:
                     paths.remove(root, path)
             if self._owns(job.owned) and os.path.normpath(job.owned) not in shared:
                 paths.remove(self.inputs_dir, job.owned)
@@ -415,8 +428,10 @@ class Engine:
         history is in: the merge prunes)."""
         if self._loader is not None:
             return
-        finished = sorted((j for j in self.jobs.values() if j.done), key=lambda j: j.created)
-        self._forget(finished[:max(0, len(self.jobs) - self.max_history)])
+        excess = len(self.jobs) - self.max_history
+        if excess > 0:
+            self._forget(heapq.nsmallest(excess, (j for j in self.jobs.values() if j.done),
+                                         key=lambda j: j.created))
         self._save()
 
     def _apply(self, job_id, update, save=True, final=False):

@@ -93,6 +93,11 @@ class Pauses:
         inside = [s for s in self.spans if start <= s[0] <= end]
         return max(inside, key=lambda s: s[1], default=None)
 
+    def overlapping(self, start, end):
+        """The longest pause overlapping [start, end]."""
+        inside = [s for s in self.spans if s[0] <= end and s[0] + s[1] >= start]
+        return max(inside, key=lambda s: s[1], default=None)
+
 
 class Heart:
     """The main thread's heartbeat: the longest gap between two beats, less the sleep."""
@@ -201,6 +206,7 @@ def main(argv=None):
         heart = Heart(runtime)
         gaps = {name: [] for name in SCENARIOS}
         worst_gc = {name: None for name in SCENARIOS}
+        causes = {}
         whole_load = []
         gc.callbacks.append(pauses)
 
@@ -220,6 +226,9 @@ def main(argv=None):
             heart.start()
             fn()
             gaps[name].append(heart.longest)
+            during = pauses.overlapping(heart.worst_at, heart.worst_at + heart.longest)
+            causes[name] = (f" (GC gen{during[2]} {during[1] * 1000:.0f} ms on {during[3]})"
+                            if during else "")
             found = pauses.longest(begin, time.perf_counter())
             if found and (worst_gc[name] is None or found[1] > worst_gc[name][1]):
                 worst_gc[name] = found
@@ -323,7 +332,8 @@ def main(argv=None):
             scenario("save", save)
             scenario("load", load)
             print(f"round {n + 1}: " + ", ".join(
-                f"{name} {gaps[name][-1] * 1000:.1f}" for name in SCENARIOS if gaps[name])
+                f"{name} {gaps[name][-1] * 1000:.1f}{causes[name]}" for name in SCENARIOS
+                if gaps[name])
                 + " ms", flush=True)
         jobs_now = len(runtime.engine().jobs)
         package.unregister()
