@@ -54,10 +54,17 @@ def engine():
 
 
 def _load_async():
-    """The GUI reads the history on a thread (enabling never waits for it); headless, a
-    script reads it at once, so it loads before `engine()` returns. A function, so that
+    """The GUI reads the history on a thread (enabling never waits for it) and fills the
+    job list over a few timer calls; headless, a script reads it at once, so it loads
+    before `engine()` returns, and the list fills at once. A function, so that
     bench_jobs.py can time the GUI's path in the bpy module, which is always background."""
     return not bpy.app.background
+
+
+def _fill(wm):
+    """List the engine's jobs: in the GUI the timer adds them a chunk a call
+    (`joblist.update`), so thousands never hold a frame; headless all at once."""
+    joblist.sync(wm, 0 if _load_async() else None)
 
 
 def wait_history():
@@ -75,7 +82,7 @@ def history_loading():
 def _history_in(wm):
     """The history was just merged in: list its jobs, follow its unfinished tasks."""
     if wm is not None:
-        sync(wm)
+        _fill(wm)
         _redraw(wm)
     resume()
 
@@ -143,7 +150,7 @@ def resume():
 def _after_load(_filepath):
     """A new file brings a new job list to draw: refill it from the engine."""
     if bpy.context.window_manager is not None:
-        sync(bpy.context.window_manager)
+        _fill(bpy.context.window_manager)
 
 
 def shutdown():
