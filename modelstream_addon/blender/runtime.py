@@ -10,6 +10,7 @@ enabling the add-on stays quick: the timer takes it in, then resumes its unfinis
 whatever reads old jobs for a script waits for it (`wait_history`).
 """
 
+import collections
 import dataclasses
 import time
 import uuid
@@ -29,6 +30,7 @@ HISTORY_WAIT = 30.0  # seconds a script waits for the history to load before goi
 RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
 _auto_import = {}  # job id -> note: jobs this session imports when they become READY
+_to_land = collections.deque()  # READY jobs of `_auto_import` for the timer, in order
 _resume_pending = False
 _resume_problem = ""
 _balance_future = None
@@ -162,6 +164,7 @@ def shutdown():
         bpy.app.handlers.load_post.remove(_after_load)
     if _preferences_changed in preferences.on_change:
         preferences.on_change.remove(_preferences_changed)
+    _to_land.clear()
     if _engine is not None:
         _engine.shutdown()
         _engine = None
@@ -212,10 +215,21 @@ def tick(wm):
             if job.then:
                 step_on(bpy.context, job)
             else:
-                land(bpy.context, job, _auto_import[job.id], push_undo=True)
-    if changed or running:
+                _to_land.append(job)
+    _land_next()
+    if changed or running or _to_land:
         _redraw(wm)
     return changed
+
+
+def _land_next():
+    """Land the oldest READY job waiting for it: one import per timer call, so a row of
+    variations that arrives at once lands over as many frames, never all in one."""
+    while _to_land:
+        job = _to_land.popleft()
+        if job.state == READY and job.id in _auto_import and job.id in engine().jobs:
+            land(bpy.context, job, _auto_import[job.id], push_undo=True)
+            return
 
 
 def jobs():
