@@ -124,7 +124,7 @@ def resume():
     history, and the timer (or `wait_all`) tries again later."""
     global _resume_pending, _resume_problem
     unfinished = engine().unfinished()
-    stopped = [j for j in engine().jobs.values() if j.state == READY and j.then]
+    stopped = [j for j in engine().live() if j.state == READY and j.then]
     _resume_pending = bool(unfinished or stopped)
     if not _resume_pending or not bpy.app.online_access:
         return
@@ -205,7 +205,7 @@ def tick(wm):
     changed = engine().tick()
     if loading and not engine().loading:
         _history_in(wm)
-    running = joblist.update(wm, changed)
+    running = joblist.fill(wm) | joblist.update(wm, changed)
     if any(j.done for j in changed):
         refresh_balance()
     if poll_balance():
@@ -524,7 +524,7 @@ def wait_all(context, timeout=None):
     """Headless: finish every unfinished job and land the ones this session follows."""
     if _resume_pending:
         resume()
-    for pending in [j for j in engine().jobs.values() if not j.done]:
+    for pending in [j for j in engine().live() if not j.done]:
         last = wait(context, pending, timeout)
         if last.id in _auto_import:
             outcome(context, last, _auto_import[last.id])

@@ -61,6 +61,9 @@ class Engine:
         self.max_history = max_history
         self.jobs = {}
         self._records = {}
+        # The jobs not settled yet (unfinished, or READY to import), in the table's order:
+        # what the timer and the list look at, never a walk over thousands of old jobs.
+        self._live = {}
         self._cancels = {}
         # job id -> the file a conversion is copied to: this session's word only, never
         # the history's (a path from a file on disk never becomes a place to write)
@@ -149,8 +152,13 @@ class Engine:
 
     def unfinished(self):
         """Jobs from the history whose tasks nobody is following yet."""
-        return [j for j in self.jobs.values()
+        return [j for j in self._live.values()
                 if not j.done and j.task_id and j.id not in self._cancels]
+
+    def live(self):
+        """The jobs not settled yet: unfinished, or READY to import (a chain's step READY
+        to go on), oldest first; as cheap with thousands of old jobs as with none."""
+        return list(self._live.values())
 
     def resume(self, client):
         """Follow again the tasks that were still running when Blender stopped. `client`
@@ -237,7 +245,7 @@ class Engine:
     def queue_positions(self):
         """{job id: 1-based place} of the jobs waiting for a slot here: one pass over the
         jobs, so a list of thousands is placed at once, not one sort per job."""
-        waiting = sorted((j for j in self.jobs.values() if j.state == WAITING),
+        waiting = sorted((j for j in self._live.values() if j.state == WAITING),
                          key=lambda j: j.created)
         return {j.id: place for place, j in enumerate(waiting, 1)}
 
@@ -329,7 +337,9 @@ class Engine:
         if noted or stepped:
             history.write_atomic(path, list(records.values()))
             self._journal.clear()
-        return jobs, records, history.HistoryWriter.encoded(records.values()) if encode else None
+        live = {job_id: job for job_id, job in jobs.items() if _unsettled(job)}
+        return (jobs, records, history.HistoryWriter.encoded(records.values()) if encode
+                else None, live)
 
     def _restored(self, record):
         """A job from a record history.load checked. A path outside the engine's folders is
@@ -351,12 +361,13 @@ class Engine:
 
     def _merge(self, loaded):
         """The history's jobs first, then the ones submitted while it loaded."""
-        jobs, records, texts = loaded
+        jobs, records, texts, live = loaded
         if texts is not None:
             self._writer.known(texts)
         jobs.update(self.jobs)
         records.update(self._records)
-        self.jobs, self._records = jobs, records
+        live.update(self._live)
+        self.jobs, self._records, self._live = jobs, records, live
 
     def _local(self, job, path, name):
         """`path` when it is in the download folder, else downloads/<job id>/<name> ('' when
@@ -383,6 +394,7 @@ class Engine:
         for job in gone:
             self.jobs.pop(job.id, None)
             self._records.pop(job.id, None)
+            self._live.pop(job.id, None)
         if not gone or not delete_files:
             return
         root = self.download_dir
@@ -411,8 +423,13 @@ class Engine:
         self._touch(job)
 
     def _touch(self, job):
-        """A new record for a changed job; the others' records are reused as they are."""
+        """A new record for a changed job (every change of state comes here); the others'
+        records are reused as they are."""
         self._records[job.id] = history.record_of(job)
+        if _unsettled(job):
+            self._live[job.id] = job
+        else:
+            self._live.pop(job.id, None)
 
     def _save(self):
         self._dirty = False
@@ -542,6 +559,11 @@ def _stepped(jobs, keep, stepped):
                 job.state = IMPORTED
                 job.message = "Step done; the next step was sent before Blender stopped"
             keep(job)
+
+
+def _unsettled(job):
+    """Not done, or READY and not imported yet: a job `Engine.live` lists."""
+    return job.state == READY or not job.done
 
 
 def _mtime(path):

@@ -22,7 +22,7 @@ def bind(engine):
     _positions.clear()
     _active.clear()
     if engine is not None:
-        _active.update(j.id for j in engine.jobs.values() if not j.done)
+        _active.update(j.id for j in engine.live() if not j.done)
         _positions.update(engine.queue_positions())
 
 
@@ -106,12 +106,12 @@ def sync(wm, limit=None):
         order = order[:end]
         _listed = (wm.as_pointer(), order, set(order))
     _active.clear()
-    _active.update(j.id for j in jobs.values() if not j.done)
+    _active.update(j.id for j in _engine.live() if not j.done)
     _positions.clear()
     _positions.update(_engine.queue_positions())
 
 
-FILL = 1000  # rows a call of `update` adds to a list still filling
+FILL = 1000  # rows a call of `fill` adds to a list still filling
 
 
 def filling(wm):
@@ -119,14 +119,19 @@ def filling(wm):
     return _listed[0] == wm.as_pointer() and len(_listed[1]) < len(_engine.jobs)
 
 
-def update(wm, changed):
-    """Jobs that changed: rows for new ones, places in line when the line moved; the next
-    rows of a list still filling. Returns True while anything is unfinished or the list
-    is filling (the panel should redraw)."""
-    if filling(wm):  # a job not listed yet comes with the rest
+def fill(wm):
+    """The next rows of a list still filling (the timer calls it); True while it is."""
+    if filling(wm):
         sync(wm, FILL)
-    elif changed and (_listed[0] != wm.as_pointer()
-                      or any(j.id not in _listed[2] for j in changed)):
+    return filling(wm)
+
+
+def update(wm, changed):
+    """Jobs that changed: rows for new ones (a list still filling lists them when it
+    reaches them), places in line when the line moved. Returns True while anything is
+    unfinished (the panel should redraw)."""
+    if changed and not filling(wm) and (_listed[0] != wm.as_pointer()
+                                        or any(j.id not in _listed[2] for j in changed)):
         sync(wm)
     if changed:
         if any(j.state == WAITING or j.id in _positions for j in changed):
@@ -134,4 +139,4 @@ def update(wm, changed):
             _positions.update(_engine.queue_positions())
         for job in changed:
             (_active.add if job.state not in FINAL_STATES else _active.discard)(job.id)
-    return bool(_active) or filling(wm)
+    return bool(_active)

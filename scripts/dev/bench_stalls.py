@@ -110,22 +110,26 @@ class Heart:
         self.worst_at = 0.0
         self.next_timer = 0.0
         self.record_timer = False
+        self.worst_what = ""
 
-    def beat(self, slept=0.0):
+    def beat(self, slept=0.0, busy=0.0, what="waiting"):
+        """`busy` seconds of the gap were spent in `what` (ours, on the main thread)."""
         now = time.perf_counter()
         gap = now - self.last - slept
         if gap > self.longest:
             self.longest, self.worst_at = gap, self.last
+            self.worst_what = f"{what} {busy * 1000:.1f} ms" if busy else what
         self.last = now
 
     def start(self):
-        self.longest, self.last = 0.0, time.perf_counter()
+        self.longest, self.last, self.worst_what = 0.0, time.perf_counter(), ""
 
     def run(self, fn):
         """`fn` between two beats: its time counts as a gap."""
         self.beat()
+        start = time.perf_counter()
         result = fn()
-        self.beat()
+        self.beat(busy=time.perf_counter() - start, what="the operation")
         return result
 
     def skip(self, fn):
@@ -138,6 +142,7 @@ class Heart:
         """A gap the caller measured itself (the add-on's part of a file load)."""
         if seconds > self.longest:
             self.longest, self.worst_at = seconds, self.last
+            self.worst_what = "the handler"
         self.last = time.perf_counter()
 
     def idle(self, seconds=0.0, until=None, timeout=60.0):
@@ -148,6 +153,7 @@ class Heart:
         slept = 0.0
         while True:
             now = time.perf_counter()
+            took = 0.0
             if now >= self.next_timer:
                 start = time.perf_counter()
                 self.runtime._timer()
@@ -155,7 +161,7 @@ class Heart:
                 if self.record_timer:
                     self.timer_calls.append(took)
                 self.next_timer = start + TIMER_EVERY
-            self.beat(slept)
+            self.beat(slept, took, "a timer call")
             if settle_end is None and until():
                 settle_end = time.perf_counter() + seconds
             if settle_end is not None and time.perf_counter() >= settle_end:
@@ -227,8 +233,9 @@ def main(argv=None):
             fn()
             gaps[name].append(heart.longest)
             during = pauses.overlapping(heart.worst_at, heart.worst_at + heart.longest)
-            causes[name] = (f" (GC gen{during[2]} {during[1] * 1000:.0f} ms on {during[3]})"
-                            if during else "")
+            causes[name] = f" ({heart.worst_what}" + (
+                f"; GC gen{during[2]} {during[1] * 1000:.0f} ms on {during[3]})"
+                if during else ")")
             found = pauses.longest(begin, time.perf_counter())
             if found and (worst_gc[name] is None or found[1] > worst_gc[name][1]):
                 worst_gc[name] = found
