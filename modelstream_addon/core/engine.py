@@ -329,7 +329,9 @@ class Engine:
         def keep(job):
             jobs[job.id], records[job.id] = job, history.record_of(job)
 
-        for record in history.load(path):
+        for n, record in enumerate(history.load(path)):
+            if n % history.BATCH == history.BATCH - 1:
+                history.pause()
             keep(self._restored(record))
         noted, stepped = self._journal.read(), self._journal.stepped()
         _adopt(jobs, keep, noted, _mtime(path))

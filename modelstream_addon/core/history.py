@@ -57,6 +57,20 @@ _LONE_SURROGATE = re.compile(r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F
                              r"|[c-fC-F](?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]))")
 
 
+def _lone_surrogate(text):
+    """Whether `text` has a lone surrogate escape: searched a slice at a time with a pause
+    between (one search over a large history would hold the GIL for milliseconds). The
+    slices overlap by more than a match and its look-around, so none is missed; one cut
+    at a slice's end is reported, which only makes the load check every record."""
+    if "\\u" not in text:
+        return False
+    for start in range(0, len(text), SLICE):
+        if _LONE_SURROGATE.search(text, start, start + SLICE + 32):
+            return True
+        pause()
+    return False
+
+
 class BadRecord(ValueError):
     """Why a record from the file cannot become a job."""
 
@@ -88,8 +102,10 @@ def load(path):
     side = rejected_path(path)
     # Text decoded from UTF-8 is valid: only an escape can bring a lone surrogate, and
     # only NaN or Infinity a number that is not finite. Without either, skip the checks.
-    encodes = not constants and not _LONE_SURROGATE.search(text)
-    for entry in data["jobs"]:
+    encodes = not constants and not _lone_surrogate(text)
+    for n, entry in enumerate(data["jobs"]):
+        if n % BATCH == BATCH - 1:
+            pause()
         try:
             record = check(entry, encodes)
         except BadRecord as e:
@@ -104,6 +120,16 @@ def load(path):
     if bad:
         _set_aside(path, raw, side, good, bad)
     return good
+
+
+BATCH = 64  # records between two pauses of a load on a thread
+
+
+def pause():
+    """Let a waiting thread take the GIL now: the GUI loads the history on a thread, and
+    without this Blender's main thread waits out the switch interval (5 ms) each time it
+    needs the GIL back while the load runs. Costs a few microseconds."""
+    time.sleep(0)
 
 
 _HEAD, _TAIL, _NEXT = f'{{"version": {VERSION}, "jobs": [\n', "\n]}\n", "\n},\n{"
@@ -126,6 +152,7 @@ def _parse(text, parse_constant):
             end = len(body) if end < 0 else end + 2
             jobs.extend(json.loads(f"[{body[start:end]}]", parse_constant=parse_constant))
             start = end + 2
+            pause()
     except (ValueError, RecursionError):
         return json.loads(text, parse_constant=parse_constant)
     return {"version": VERSION, "jobs": jobs}
@@ -491,7 +518,12 @@ class HistoryWriter:
     @staticmethod
     def encoded(records):
         """What the writer keeps of `records`: {id: (record, its JSON text)}."""
-        return {record["id"]: (record, _record_text(record)) for record in records}
+        texts = {}
+        for n, record in enumerate(records):
+            if n % BATCH == BATCH - 1:
+                pause()
+            texts[record["id"]] = (record, _record_text(record))
+        return texts
 
     def known(self, texts):
         """Records `encoded` elsewhere (on the thread that loaded the history), so the first
