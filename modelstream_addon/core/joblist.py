@@ -88,6 +88,8 @@ def sync(wm, limit=None):
     inside a frame)."""
     global _listed
     jobs = _engine.jobs
+    if not jobs:  # (the history still loading): rows left from before go unread
+        wm.modelstream_jobs.clear()
     ids = _ids(wm)
     order = list(jobs)
     if ids != order:
