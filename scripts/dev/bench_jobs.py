@@ -18,8 +18,9 @@ jobs. Timed with time.perf_counter on the main thread, best and median of `--rou
   GIL: here mostly a full garbage collection of the objects it makes), and the headless
   path (the engine reading its history at once). unregister() runs untimed between
   rounds, so the add-on's preferences stay as they are.
-- load: the add-on's load_post handler (the job list refilled for the new file), timed
-  inside a real wm.read_homefile; the whole read_homefile is printed for scale.
+- load: the add-on's load_post handler (the job list refilled for the new file; in the
+  GUI the timer adds the rows a chunk per call, bench_stalls.py times those), timed inside
+  a real wm.read_homefile; the whole read_homefile is printed for scale.
 - submit: runtime.submit of a prepared text_to_model task to the local service (the job
   added, the history snapshot taken, the list mirrored); the job is then removed untimed.
 Each line prints its ratio to the 50 ms goal.
@@ -166,6 +167,9 @@ def main(argv=None):
         for _ in range(args.rounds):
             whole.append(timed(lambda: bpy.ops.wm.read_homefile(use_empty=True)))
         bpy.app.handlers.load_post[index] = handler
+        joblist = importlib_module("core.joblist")
+        while joblist.filling(bpy.context.window_manager):  # the timer refills it in chunks
+            runtime._timer()
         assert len(bpy.context.window_manager.modelstream_jobs) == args.history
 
         submit = []
