@@ -81,7 +81,7 @@ class Engine:
             self._journal = history.TaskJournal(history_path)
             self._writer = history.HistoryWriter(history_path)
             if load_async:
-                self._loader = self.call(self._load, history_path, True,
+                self._loader = self.call(self._load, history_path,
                                          name="modelstream-history-load")
             else:
                 self._merge(self._load(history_path))
@@ -318,16 +318,15 @@ class Engine:
             self._save()
             self._writer.close()
 
-    def _load(self, path, encode=False):
-        """The history's jobs and their records, with the task ids the journal caught
-        adopted (written to the history before the journal lets go of them), and with
-        `encode` the records' JSON for the writer (else its first save would encode them
-        all, while the user works). Changes no engine state, so it may run on a thread;
-        `take_history` merges what it returns."""
+    def _load(self, path):
+        """The history's jobs and their records' JSON text, with the task ids the journal
+        caught adopted (written to the history before the journal lets go of them).
+        Changes no engine state, so it may run on a thread; `take_history` merges what it
+        returns."""
         jobs, records = {}, {}
 
         def keep(job):
-            jobs[job.id], records[job.id] = job, history.record_of(job)
+            jobs[job.id], records[job.id] = job, history.record_text(job)
 
         for n, record in enumerate(history.load(path)):
             if n % history.BATCH == history.BATCH - 1:
@@ -337,11 +336,10 @@ class Engine:
         _adopt(jobs, keep, noted, _mtime(path))
         _stepped(jobs, keep, stepped)
         if noted or stepped:
-            history.write_atomic(path, list(records.values()))
+            history.write_texts_atomic(path, list(records.values()))
             self._journal.clear()
         live = {job_id: job for job_id, job in jobs.items() if _unsettled(job)}
-        return (jobs, records, history.HistoryWriter.encoded(records.values()) if encode
-                else None, live)
+        return jobs, records, live
 
     def _restored(self, record):
         """A job from a record history.load checked. A path outside the engine's folders is
@@ -363,9 +361,7 @@ class Engine:
 
     def _merge(self, loaded):
         """The history's jobs first, then the ones submitted while it loaded."""
-        jobs, records, texts, live = loaded
-        if texts is not None:
-            self._writer.known(texts)
+        jobs, records, live = loaded
         jobs.update(self.jobs)
         records.update(self._records)
         live.update(self._live)
@@ -425,9 +421,10 @@ class Engine:
         self._touch(job)
 
     def _touch(self, job):
-        """A new record for a changed job (every change of state comes here); the others'
-        records are reused as they are."""
-        self._records[job.id] = history.record_of(job)
+        """A new record for a changed job (every change of state comes here), kept as its
+        JSON text: a write only joins the texts, and thousands of old jobs hold one string
+        each rather than dicts and lists for the garbage collector to walk."""
+        self._records[job.id] = history.record_text(job)
         if _unsettled(job):
             self._live[job.id] = job
         else:

@@ -410,8 +410,18 @@ def _record_text(record):
     return json.dumps(record, indent=1)
 
 
+def record_text(job):
+    """A job's record as the history file holds it."""
+    return _record_text(record_of(job))
+
+
 def write_atomic(path, records):
-    write_text_atomic(path, _document(_record_text(r) for r in records))
+    write_texts_atomic(path, [_record_text(r) for r in records])
+
+
+def write_texts_atomic(path, texts):
+    """Replace the history with records already encoded (`record_text`)."""
+    write_text_atomic(path, _document(texts))
 
 
 class TaskJournal:
@@ -498,47 +508,20 @@ class TaskJournal:
 
 
 class HistoryWriter:
-    """Writes the newest snapshot on its own thread, at most every `interval` seconds.
-
-    Records are never changed once handed over (the engine makes a new one per change),
-    so a record seen before reuses its JSON text: a write encodes only what changed."""
+    """Writes the newest snapshot on its own thread, at most every `interval` seconds. A
+    snapshot is the records' JSON texts (`record_text`), encoded as each job changed, so
+    a write only joins them."""
 
     def __init__(self, path, interval=0.5):
         self.path = path
         self.interval = interval
-        self._texts = {}
         self._queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="modelstream-history",
                                         daemon=True)
         self._thread.start()
 
-    def save(self, records):
-        self._queue.put(records)
-
-    @staticmethod
-    def encoded(records):
-        """What the writer keeps of `records`: {id: (record, its JSON text)}."""
-        texts = {}
-        for n, record in enumerate(records):
-            if n % BATCH == BATCH - 1:
-                pause()
-            texts[record["id"]] = (record, _record_text(record))
-        return texts
-
-    def known(self, texts):
-        """Records `encoded` elsewhere (on the thread that loaded the history), so the first
-        write encodes only what changed since, not thousands of jobs. Before any save."""
-        self._texts = texts
-
-    def _encode(self, records):
-        texts = {}
-        for record in records:
-            cached = self._texts.get(record["id"])
-            if cached is None or cached[0] is not record:
-                cached = (record, _record_text(record))
-            texts[record["id"]] = cached
-        self._texts = texts
-        return _document(text for _, text in texts.values())
+    def save(self, texts):
+        self._queue.put(texts)
 
     def _loop(self):
         stop = False
@@ -547,11 +530,11 @@ class HistoryWriter:
             while not self._queue.empty():
                 items.append(self._queue.get_nowait())
             stop = None in items
-            records = [item for item in items if item is not None]
-            if not records:
+            snapshots = [item for item in items if item is not None]
+            if not snapshots:
                 continue
             try:
-                write_text_atomic(self.path, self._encode(records[-1]))
+                write_texts_atomic(self.path, snapshots[-1])
             except OSError as e:
                 print(f"ModelStream: could not write the job history: {e}")
             if not stop:
