@@ -41,6 +41,7 @@ from .job import (
     READY,
     WAITING,
     Job,
+    StoredJob,
 )
 from .tasks import ValidationError
 
@@ -328,10 +329,12 @@ class Engine:
         def keep(job):
             jobs[job.id], records[job.id] = job, history.record_text(job)
 
-        for n, record in enumerate(history.load(path)):
+        for n, record in enumerate(history.stream(path)):
             if n % history.BATCH == history.BATCH - 1:
                 history.pause()
-            keep(self._restored(record))
+            job = self._restored(record)
+            records[job.id] = text = history.record_text(job)
+            jobs[job.id] = StoredJob(job, text)
         noted, stepped = self._journal.read(), self._journal.stepped()
         _adopt(jobs, keep, noted, _mtime(path))
         _stepped(jobs, keep, stepped)

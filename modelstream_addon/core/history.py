@@ -79,18 +79,65 @@ def load(path):
     """The usable records from `path`; never raises. A missing file is an empty history;
     a file that is not a history is renamed aside; damaged records are moved to the side
     file (a task id salvaged as a FAILED job) and reported once, by a printed line."""
+    return list(stream(path))
+
+
+def stream(path):
+    """`load`'s records one at a time, holding no more than a slice of the file's at once
+    when the file is as `write_atomic` writes it and every record is sound (a first pass
+    checks them all and keeps none): thousands of records held whole while they load
+    are tens of thousands of dicts and lists, enough to set off a full garbage
+    collection, which stops every thread. Any other file is taken whole, as `load`."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        return []
+        return
     except OSError as e:
         print(f"ModelStream: could not read the job history {path}: {e}")
-        return []
+        return
     constants = []
+
+    def parse_constant(name):
+        constants.append(name)
+        return float(name)
+
     try:
         text = raw.decode("utf-8")
-        data = _parse(text, lambda name: constants.append(name) or float(name))
+    except ValueError:
+        text = None
+    if text is not None and _sliced(text):
+        # Text decoded from UTF-8 is valid: only an escape can bring a lone surrogate, and
+        # only NaN or Infinity a number that is not finite. Without either, skip the checks.
+        surrogate = _lone_surrogate(text)
+        try:
+            for entries in _slices(text, parse_constant):
+                for entry in entries:
+                    check(entry, not constants and not surrogate)
+        except (ValueError, RecursionError):  # BadRecord is a ValueError
+            pass
+        else:
+            seen = set()
+            for entries in _slices(text, parse_constant):
+                for entry in entries:
+                    yield _unique(check(entry, not constants and not surrogate), seen)
+            return
+    yield from _load_whole(path, raw, text, parse_constant, constants)
+
+
+def _unique(record, seen):
+    """Two jobs, one id: both keep their task (the second gets a new id)."""
+    if record["id"] in seen:
+        record["id"] = job_mod.Job(body={}).id
+    seen.add(record["id"])
+    return record
+
+
+def _load_whole(path, raw, text, parse_constant, constants):
+    try:
+        if text is None:
+            raise ValueError("not UTF-8")
+        data = _parse(text, parse_constant)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
@@ -100,8 +147,6 @@ def load(path):
         return []
     good, bad, seen = [], [], set()
     side = rejected_path(path)
-    # Text decoded from UTF-8 is valid: only an escape can bring a lone surrogate, and
-    # only NaN or Infinity a number that is not finite. Without either, skip the checks.
     encodes = not constants and not _lone_surrogate(text)
     for n, entry in enumerate(data["jobs"]):
         if n % BATCH == BATCH - 1:
@@ -113,10 +158,7 @@ def load(path):
             record = salvage(entry, side)
             if record is None:
                 continue
-        if record["id"] in seen:  # two jobs, one id: both keep their task
-            record["id"] = job_mod.Job(body={}).id
-        seen.add(record["id"])
-        good.append(record)
+        good.append(_unique(record, seen))
     if bad:
         _set_aside(path, raw, side, good, bad)
     return good
@@ -136,26 +178,36 @@ _HEAD, _TAIL, _NEXT = f'{{"version": {VERSION}, "jobs": [\n', "\n]}\n", "\n},\n{
 SLICE = 64 * 1024
 
 
+def _sliced(text):
+    """Whether `text` is laid out as `write_atomic` writes a history."""
+    return text.startswith(_HEAD) and text.endswith(_TAIL)
+
+
+def _slices(text, parse_constant):
+    """The records of a history laid out as `write_atomic` writes it, a list per slice of
+    about SLICE characters, with a pause between: the C parser holds the GIL for its whole
+    input (0.1 s for 5,000 jobs), which would stall Blender's main thread while the
+    history loads on a thread. A record's inner lines are indented and a string holds no
+    raw line break, so "\n},\n{" only ever ends a record; a slice cut anywhere else does
+    not parse (ValueError)."""
+    body, start = text[len(_HEAD):-len(_TAIL)], 0
+    while start < len(body):
+        end = body.find(_NEXT, start + SLICE)
+        end = len(body) if end < 0 else end + 2
+        yield json.loads(f"[{body[start:end]}]", parse_constant=parse_constant)
+        start = end + 2
+        pause()
+
+
 def _parse(text, parse_constant):
-    """json.loads(text), a slice of records at a time for a file as `write_atomic` writes
-    it: the C parser holds the GIL for its whole input (0.1 s for 5,000 jobs), which would
-    stall Blender's main thread while the history loads on a thread. A record's inner
-    lines are indented and a string holds no raw line break, so "\n},\n{" only ever ends a
-    record; a slice cut anywhere else does not parse, and then the whole file is parsed at
-    once, as before."""
-    if not (text.startswith(_HEAD) and text.endswith(_TAIL)):
-        return json.loads(text, parse_constant=parse_constant)
-    body, jobs, start = text[len(_HEAD):-len(_TAIL)], [], 0
-    try:
-        while start < len(body):
-            end = body.find(_NEXT, start + SLICE)
-            end = len(body) if end < 0 else end + 2
-            jobs.extend(json.loads(f"[{body[start:end]}]", parse_constant=parse_constant))
-            start = end + 2
-            pause()
-    except (ValueError, RecursionError):
-        return json.loads(text, parse_constant=parse_constant)
-    return {"version": VERSION, "jobs": jobs}
+    """json.loads(text), a slice at a time (`_slices`) when it can be; else at once."""
+    if _sliced(text):
+        try:
+            return {"version": VERSION,
+                    "jobs": [e for part in _slices(text, parse_constant) for e in part]}
+        except (ValueError, RecursionError):
+            pass
+    return json.loads(text, parse_constant=parse_constant)
 
 
 def rejected_path(path):
