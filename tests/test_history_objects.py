@@ -54,3 +54,15 @@ def test_old_jobs_are_one_object_each_and_read_back_whole(tmp_path, load_async):
     again = {r["id"]: r for r in history.load(str(path))}
     assert [again[r["id"]] for r in records[2:]] == records[2:], "records changed on disk"
     assert len(again) == OLD, "jobs lost on the way back to disk"
+
+
+def test_the_collector_is_frozen_only_while_the_history_loads_on_a_thread(tmp_path):
+    downloads = tmp_path / "downloads"
+    path = tmp_path / "history.json"
+    history.write_atomic(str(path), [old_record(n, downloads) for n in range(OLD)])
+    assert gc.get_freeze_count() == 0, "the collector was frozen before the load"
+    eng = engine_mod.Engine(str(downloads), history_path=str(path), load_async=True)
+    eng.take_history(30)
+    assert not eng.loading and len(eng.jobs) == 200
+    assert gc.get_freeze_count() == 0, "the garbage collector was left frozen after the load"
+    eng.shutdown()
