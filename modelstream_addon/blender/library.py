@@ -190,10 +190,17 @@ def _add_preview(context, root, path):
             if workdir:
                 paths.remove(own, workdir)
 
-    if bpy.app.background:
+    if _in_background():
         run()
     else:
         runtime.engine().call(run)
+
+
+def _in_background():
+    """Headless, the preview is added before `save` returns; in the GUI on a thread. A
+    function, so that bench_stalls.py can time the GUI's path in the bpy module, which is
+    always background."""
+    return bpy.app.background
 
 
 def find_root(context, task_id="", object_name=""):

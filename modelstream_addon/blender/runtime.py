@@ -10,6 +10,7 @@ enabling the add-on stays quick: the timer takes it in, then resumes its unfinis
 whatever reads old jobs for a script waits for it (`wait_history`).
 """
 
+import collections
 import dataclasses
 import time
 import uuid
@@ -32,6 +33,7 @@ RESUMED_NOTE = "imported after Blender restarted"
 _engine = None
 _auto_import = {}  # job id -> note: jobs this session imports when they become READY
 _near_end = set()  # ids of the jobs that may be READY any moment (`_landing_soon`)
+_to_land = collections.deque()  # READY jobs of `_auto_import` for the timer, in order
 _resume_pending = False
 _resume_problem = ""
 _balance_future = None
@@ -57,10 +59,17 @@ def engine():
 
 
 def _load_async():
-    """The GUI reads the history on a thread (enabling never waits for it); headless, a
-    script reads it at once, so it loads before `engine()` returns. A function, so that
+    """The GUI reads the history on a thread (enabling never waits for it) and fills the
+    job list over a few timer calls; headless, a script reads it at once, so it loads
+    before `engine()` returns, and the list fills at once. A function, so that
     bench_jobs.py can time the GUI's path in the bpy module, which is always background."""
     return not bpy.app.background
+
+
+def _fill(wm):
+    """List the engine's jobs: in the GUI the timer adds them a chunk a call
+    (`joblist.update`), so thousands never hold a frame; headless all at once."""
+    joblist.sync(wm, 0 if _load_async() else None)
 
 
 def wait_history():
@@ -78,7 +87,7 @@ def history_loading():
 def _history_in(wm):
     """The history was just merged in: list its jobs, follow its unfinished tasks."""
     if wm is not None:
-        sync(wm)
+        _fill(wm)
         _redraw(wm)
     resume()
 
@@ -118,7 +127,7 @@ def resume():
     history, and the timer (or `wait_all`) tries again later."""
     global _resume_pending, _resume_problem
     unfinished = engine().unfinished()
-    stopped = [j for j in engine().jobs.values() if j.state == READY and j.then]
+    stopped = [j for j in engine().live() if j.state == READY and j.then]
     _resume_pending = bool(unfinished or stopped)
     if not _resume_pending or not bpy.app.online_access:
         return
@@ -146,7 +155,7 @@ def resume():
 def _after_load(_filepath):
     """A new file brings a new job list to draw: refill it from the engine."""
     if bpy.context.window_manager is not None:
-        sync(bpy.context.window_manager)
+        _fill(bpy.context.window_manager)
 
 
 def shutdown():
@@ -158,6 +167,7 @@ def shutdown():
         bpy.app.handlers.load_post.remove(_after_load)
     if _preferences_changed in preferences.on_change:
         preferences.on_change.remove(_preferences_changed)
+    _to_land.clear()
     if _engine is not None:
         _engine.shutdown()
         _engine = None
@@ -172,7 +182,7 @@ def _timer():
         _near_end.update(j.id for j in tick(wm) if _landing_soon(j))
     jobs = engine().jobs
     _near_end.intersection_update([i for i in _near_end if i in jobs and _landing_soon(jobs[i])])
-    return LANDING_TICK if _near_end else TICK_SECONDS
+    return LANDING_TICK if _near_end or _to_land else TICK_SECONDS
 
 
 def _landing_soon(job):
@@ -207,7 +217,7 @@ def tick(wm):
     changed = engine().tick()
     if loading and not engine().loading:
         _history_in(wm)
-    running = joblist.update(wm, changed)
+    running = joblist.fill(wm) | joblist.update(wm, changed)
     if any(j.done for j in changed):
         refresh_balance()
     if poll_balance():
@@ -217,10 +227,21 @@ def tick(wm):
             if job.then:
                 step_on(bpy.context, job)
             else:
-                land(bpy.context, job, _auto_import[job.id], push_undo=True)
-    if changed or running:
+                _to_land.append(job)
+    _land_next()
+    if changed or running or _to_land:
         _redraw(wm)
     return changed
+
+
+def _land_next():
+    """Land the oldest READY job waiting for it: one import per timer call, so a row of
+    variations that arrives at once lands over as many frames, never all in one."""
+    while _to_land:
+        job = _to_land.popleft()
+        if job.state == READY and job.id in _auto_import and job.id in engine().jobs:
+            land(bpy.context, job, _auto_import[job.id], push_undo=True)
+            return
 
 
 def jobs():
@@ -515,7 +536,7 @@ def wait_all(context, timeout=None):
     """Headless: finish every unfinished job and land the ones this session follows."""
     if _resume_pending:
         resume()
-    for pending in [j for j in engine().jobs.values() if not j.done]:
+    for pending in [j for j in engine().live() if not j.done]:
         last = wait(context, pending, timeout)
         if last.id in _auto_import:
             outcome(context, last, _auto_import[last.id])

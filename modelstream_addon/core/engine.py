@@ -23,6 +23,8 @@ import collections
 import concurrent.futures
 import contextlib
 import copy
+import gc
+import heapq
 import os
 import queue
 import threading
@@ -40,6 +42,7 @@ from .job import (
     READY,
     WAITING,
     Job,
+    StoredJob,
 )
 from .tasks import ValidationError
 
@@ -60,6 +63,9 @@ class Engine:
         self.max_history = max_history
         self.jobs = {}
         self._records = {}
+        # The jobs not settled yet (unfinished, or READY to import), in the table's order:
+        # what the timer and the list look at, never a walk over thousands of old jobs.
+        self._live = {}
         self._cancels = {}
         # job id -> the file a conversion is copied to: this session's word only, never
         # the history's (a path from a file on disk never becomes a place to write)
@@ -77,7 +83,7 @@ class Engine:
             self._journal = history.TaskJournal(history_path)
             self._writer = history.HistoryWriter(history_path)
             if load_async:
-                self._loader = self.call(self._load, history_path, True,
+                self._loader = self.call(self._load_frozen, history_path,
                                          name="modelstream-history-load")
             else:
                 self._merge(self._load(history_path))
@@ -148,8 +154,13 @@ class Engine:
 
     def unfinished(self):
         """Jobs from the history whose tasks nobody is following yet."""
-        return [j for j in self.jobs.values()
+        return [j for j in self._live.values()
                 if not j.done and j.task_id and j.id not in self._cancels]
+
+    def live(self):
+        """The jobs not settled yet: unfinished, or READY to import (a chain's step READY
+        to go on), oldest first; as cheap with thousands of old jobs as with none."""
+        return list(self._live.values())
 
     def resume(self, client):
         """Follow again the tasks that were still running when Blender stopped. `client`
@@ -236,7 +247,7 @@ class Engine:
     def queue_positions(self):
         """{job id: 1-based place} of the jobs waiting for a slot here: one pass over the
         jobs, so a list of thousands is placed at once, not one sort per job."""
-        waiting = sorted((j for j in self.jobs.values() if j.state == WAITING),
+        waiting = sorted((j for j in self._live.values() if j.state == WAITING),
                          key=lambda j: j.created)
         return {j.id: place for place, j in enumerate(waiting, 1)}
 
@@ -309,26 +320,41 @@ class Engine:
             self._save()
             self._writer.close()
 
-    def _load(self, path, encode=False):
-        """The history's jobs and their records, with the task ids the journal caught
-        adopted (written to the history before the journal lets go of them), and with
-        `encode` the records' JSON for the writer (else its first save would encode them
-        all, while the user works). Changes no engine state, so it may run on a thread;
-        `take_history` merges what it returns."""
+    def _load_frozen(self, path):
+        """`_load` on its thread, the objects that exist before it frozen until it ends
+        (gc.freeze): a full collection the load sets off then walks only what is new, not
+        all of Blender's objects (50 ms and more, every thread stopped). Released after,
+        so the collector is as Blender set it; measured by bench_stalls.py."""
+        gc.freeze()
+        try:
+            return self._load(path)
+        finally:
+            gc.unfreeze()
+
+    def _load(self, path):
+        """The history's jobs and their records' JSON text, with the task ids the journal
+        caught adopted (written to the history before the journal lets go of them).
+        Changes no engine state, so it may run on a thread; `take_history` merges what it
+        returns."""
         jobs, records = {}, {}
 
         def keep(job):
-            jobs[job.id], records[job.id] = job, history.record_of(job)
+            jobs[job.id], records[job.id] = job, history.record_text(job)
 
-        for record in history.load(path):
-            keep(self._restored(record))
+        for n, record in enumerate(history.stream(path)):
+            if n % history.BATCH == history.BATCH - 1:
+                history.pause()
+            job = self._restored(record)
+            records[job.id] = text = history.record_text(job)
+            jobs[job.id] = StoredJob(job, text)
         noted, stepped = self._journal.read(), self._journal.stepped()
         _adopt(jobs, keep, noted, _mtime(path))
         _stepped(jobs, keep, stepped)
         if noted or stepped:
-            history.write_atomic(path, list(records.values()))
+            history.write_texts_atomic(path, list(records.values()))
             self._journal.clear()
-        return jobs, records, history.HistoryWriter.encoded(records.values()) if encode else None
+        live = {job_id: job for job_id, job in jobs.items() if _unsettled(job)}
+        return jobs, records, live
 
     def _restored(self, record):
         """A job from a record history.load checked. A path outside the engine's folders is
@@ -350,12 +376,11 @@ class Engine:
 
     def _merge(self, loaded):
         """The history's jobs first, then the ones submitted while it loaded."""
-        jobs, records, texts = loaded
-        if texts is not None:
-            self._writer.known(texts)
+        jobs, records, live = loaded
         jobs.update(self.jobs)
         records.update(self._records)
-        self.jobs, self._records = jobs, records
+        live.update(self._live)
+        self.jobs, self._records, self._live = jobs, records, live
 
     def _local(self, job, path, name):
         """`path` when it is in the download folder, else downloads/<job id>/<name> ('' when
@@ -376,19 +401,32 @@ class Engine:
 
     def _forget(self, gone, delete_files=True):
         """Drop jobs; with their files: each job's own folder, and what it recorded in the
-        engine's folders that no remaining job shares (old histories named files by task)."""
+        engine's folders that no remaining job shares (old histories named files by task).
+        Only a file outside its job's folder needs the walk over every job's files, so a
+        prune with thousands of jobs costs that walk only for such a file."""
         for job in gone:
             self.jobs.pop(job.id, None)
             self._records.pop(job.id, None)
+            self._live.pop(job.id, None)
         if not gone or not delete_files:
             return
-        shared = {os.path.normpath(p) for j in self.jobs.values() for p in j.files()}
         root = self.download_dir
+        outside = {}  # job id -> its files outside its own folder, which others may share
         for job in gone:
-            with contextlib.suppress(paths.UnsafePathError):
-                paths.remove(root, paths.job_folder(root, job.id))
-            for path in [job.output_path, *(p for _, p in job.images)]:
-                if path and os.path.normpath(path) not in shared:
+            try:
+                own = paths.job_folder(root, job.id)
+            except paths.UnsafePathError:
+                own = ""
+            else:
+                paths.remove(root, own)
+            files = [p for p in [job.output_path, *(p for _, p in job.images)] if p]
+            outside[job.id] = [p for p in files if not (own and paths.under(own, p))]
+        if not any(outside.values()) and not any(self._owns(j.owned) for j in gone):
+            return  # the usual case: every file was in its job's folder, now gone
+        shared = {os.path.normpath(p) for j in self.jobs.values() for p in j.files()}
+        for job in gone:
+            for path in outside[job.id]:
+                if os.path.normpath(path) not in shared:
                     paths.remove(root, path)
             if self._owns(job.owned) and os.path.normpath(job.owned) not in shared:
                 paths.remove(self.inputs_dir, job.owned)
@@ -398,8 +436,14 @@ class Engine:
         self._touch(job)
 
     def _touch(self, job):
-        """A new record for a changed job; the others' records are reused as they are."""
-        self._records[job.id] = history.record_of(job)
+        """A new record for a changed job (every change of state comes here), kept as its
+        JSON text: a write only joins the texts, and thousands of old jobs hold one string
+        each rather than dicts and lists for the garbage collector to walk."""
+        self._records[job.id] = history.record_text(job)
+        if _unsettled(job):
+            self._live[job.id] = job
+        else:
+            self._live.pop(job.id, None)
 
     def _save(self):
         self._dirty = False
@@ -415,8 +459,10 @@ class Engine:
         history is in: the merge prunes)."""
         if self._loader is not None:
             return
-        finished = sorted((j for j in self.jobs.values() if j.done), key=lambda j: j.created)
-        self._forget(finished[:max(0, len(self.jobs) - self.max_history)])
+        excess = len(self.jobs) - self.max_history
+        if excess > 0:
+            self._forget(heapq.nsmallest(excess, (j for j in self.jobs.values() if j.done),
+                                         key=lambda j: j.created))
         self._save()
 
     def _apply(self, job_id, update, save=True, final=False):
@@ -527,6 +573,11 @@ def _stepped(jobs, keep, stepped):
                 job.state = IMPORTED
                 job.message = "Step done; the next step was sent before Blender stopped"
             keep(job)
+
+
+def _unsettled(job):
+    """Not done, or READY and not imported yet: a job `Engine.live` lists."""
+    return job.state == READY or not job.done
 
 
 def _mtime(path):

@@ -57,6 +57,20 @@ _LONE_SURROGATE = re.compile(r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F
                              r"|[c-fC-F](?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]))")
 
 
+def _lone_surrogate(text):
+    """Whether `text` has a lone surrogate escape: searched a slice at a time with a pause
+    between (one search over a large history would hold the GIL for milliseconds). The
+    slices overlap by more than a match and its look-around, so none is missed; one cut
+    at a slice's end is reported, which only makes the load check every record."""
+    if "\\u" not in text:
+        return False
+    for start in range(0, len(text), SLICE):
+        if _LONE_SURROGATE.search(text, start, start + SLICE + 32):
+            return True
+        pause()
+    return False
+
+
 class BadRecord(ValueError):
     """Why a record from the file cannot become a job."""
 
@@ -65,18 +79,65 @@ def load(path):
     """The usable records from `path`; never raises. A missing file is an empty history;
     a file that is not a history is renamed aside; damaged records are moved to the side
     file (a task id salvaged as a FAILED job) and reported once, by a printed line."""
+    return list(stream(path))
+
+
+def stream(path):
+    """`load`'s records one at a time, holding no more than a slice of the file's at once
+    when the file is as `write_atomic` writes it and every record is sound (a first pass
+    checks them all and keeps none): thousands of records held whole while they load
+    are tens of thousands of dicts and lists, enough to set off a full garbage
+    collection, which stops every thread. Any other file is taken whole, as `load`."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        return []
+        return
     except OSError as e:
         print(f"ModelStream: could not read the job history {path}: {e}")
-        return []
+        return
     constants = []
+
+    def parse_constant(name):
+        constants.append(name)
+        return float(name)
+
     try:
         text = raw.decode("utf-8")
-        data = _parse(text, lambda name: constants.append(name) or float(name))
+    except ValueError:
+        text = None
+    if text is not None and _sliced(text):
+        # Text decoded from UTF-8 is valid: only an escape can bring a lone surrogate, and
+        # only NaN or Infinity a number that is not finite. Without either, skip the checks.
+        surrogate = _lone_surrogate(text)
+        try:
+            for entries in _slices(text, parse_constant):
+                for entry in entries:
+                    check(entry, not constants and not surrogate)
+        except (ValueError, RecursionError):  # BadRecord is a ValueError
+            pass
+        else:
+            seen = set()
+            for entries in _slices(text, parse_constant):
+                for entry in entries:
+                    yield _unique(check(entry, not constants and not surrogate), seen)
+            return
+    yield from _load_whole(path, raw, text, parse_constant, constants)
+
+
+def _unique(record, seen):
+    """Two jobs, one id: both keep their task (the second gets a new id)."""
+    if record["id"] in seen:
+        record["id"] = job_mod.Job(body={}).id
+    seen.add(record["id"])
+    return record
+
+
+def _load_whole(path, raw, text, parse_constant, constants):
+    try:
+        if text is None:
+            raise ValueError("not UTF-8")
+        data = _parse(text, parse_constant)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
@@ -86,10 +147,10 @@ def load(path):
         return []
     good, bad, seen = [], [], set()
     side = rejected_path(path)
-    # Text decoded from UTF-8 is valid: only an escape can bring a lone surrogate, and
-    # only NaN or Infinity a number that is not finite. Without either, skip the checks.
-    encodes = not constants and not _LONE_SURROGATE.search(text)
-    for entry in data["jobs"]:
+    encodes = not constants and not _lone_surrogate(text)
+    for n, entry in enumerate(data["jobs"]):
+        if n % BATCH == BATCH - 1:
+            pause()
         try:
             record = check(entry, encodes)
         except BadRecord as e:
@@ -97,38 +158,56 @@ def load(path):
             record = salvage(entry, side)
             if record is None:
                 continue
-        if record["id"] in seen:  # two jobs, one id: both keep their task
-            record["id"] = job_mod.Job(body={}).id
-        seen.add(record["id"])
-        good.append(record)
+        good.append(_unique(record, seen))
     if bad:
         _set_aside(path, raw, side, good, bad)
     return good
+
+
+BATCH = 64  # records between two pauses of a load on a thread
+
+
+def pause():
+    """Let a waiting thread take the GIL now: the GUI loads the history on a thread, and
+    without this Blender's main thread waits out the switch interval (5 ms) each time it
+    needs the GIL back while the load runs. Costs a few microseconds."""
+    time.sleep(0)
 
 
 _HEAD, _TAIL, _NEXT = f'{{"version": {VERSION}, "jobs": [\n', "\n]}\n", "\n},\n{"
 SLICE = 64 * 1024
 
 
+def _sliced(text):
+    """Whether `text` is laid out as `write_atomic` writes a history."""
+    return text.startswith(_HEAD) and text.endswith(_TAIL)
+
+
+def _slices(text, parse_constant):
+    """The records of a history laid out as `write_atomic` writes it, a list per slice of
+    about SLICE characters, with a pause between: the C parser holds the GIL for its whole
+    input (0.1 s for 5,000 jobs), which would stall Blender's main thread while the
+    history loads on a thread. A record's inner lines are indented and a string holds no
+    raw line break, so "\n},\n{" only ever ends a record; a slice cut anywhere else does
+    not parse (ValueError)."""
+    body, start = text[len(_HEAD):-len(_TAIL)], 0
+    while start < len(body):
+        end = body.find(_NEXT, start + SLICE)
+        end = len(body) if end < 0 else end + 2
+        yield json.loads(f"[{body[start:end]}]", parse_constant=parse_constant)
+        start = end + 2
+        pause()
+
+
 def _parse(text, parse_constant):
-    """json.loads(text), a slice of records at a time for a file as `write_atomic` writes
-    it: the C parser holds the GIL for its whole input (0.1 s for 5,000 jobs), which would
-    stall Blender's main thread while the history loads on a thread. A record's inner
-    lines are indented and a string holds no raw line break, so "\n},\n{" only ever ends a
-    record; a slice cut anywhere else does not parse, and then the whole file is parsed at
-    once, as before."""
-    if not (text.startswith(_HEAD) and text.endswith(_TAIL)):
-        return json.loads(text, parse_constant=parse_constant)
-    body, jobs, start = text[len(_HEAD):-len(_TAIL)], [], 0
-    try:
-        while start < len(body):
-            end = body.find(_NEXT, start + SLICE)
-            end = len(body) if end < 0 else end + 2
-            jobs.extend(json.loads(f"[{body[start:end]}]", parse_constant=parse_constant))
-            start = end + 2
-    except (ValueError, RecursionError):
-        return json.loads(text, parse_constant=parse_constant)
-    return {"version": VERSION, "jobs": jobs}
+    """json.loads(text), a slice at a time (`_slices`) when it can be; else at once."""
+    if _sliced(text):
+        try:
+            return {"version": VERSION,
+                    "jobs": [e for part in _slices(text, parse_constant) for e in part]}
+        except (ValueError, RecursionError):
+            pass
+    return json.loads(text, parse_constant=parse_constant)
 
 
 def rejected_path(path):
@@ -383,8 +462,18 @@ def _record_text(record):
     return json.dumps(record, indent=1)
 
 
+def record_text(job):
+    """A job's record as the history file holds it."""
+    return _record_text(record_of(job))
+
+
 def write_atomic(path, records):
-    write_text_atomic(path, _document(_record_text(r) for r in records))
+    write_texts_atomic(path, [_record_text(r) for r in records])
+
+
+def write_texts_atomic(path, texts):
+    """Replace the history with records already encoded (`record_text`)."""
+    write_text_atomic(path, _document(texts))
 
 
 class TaskJournal:
@@ -471,42 +560,20 @@ class TaskJournal:
 
 
 class HistoryWriter:
-    """Writes the newest snapshot on its own thread, at most every `interval` seconds.
-
-    Records are never changed once handed over (the engine makes a new one per change),
-    so a record seen before reuses its JSON text: a write encodes only what changed."""
+    """Writes the newest snapshot on its own thread, at most every `interval` seconds. A
+    snapshot is the records' JSON texts (`record_text`), encoded as each job changed, so
+    a write only joins them."""
 
     def __init__(self, path, interval=0.5):
         self.path = path
         self.interval = interval
-        self._texts = {}
         self._queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="modelstream-history",
                                         daemon=True)
         self._thread.start()
 
-    def save(self, records):
-        self._queue.put(records)
-
-    @staticmethod
-    def encoded(records):
-        """What the writer keeps of `records`: {id: (record, its JSON text)}."""
-        return {record["id"]: (record, _record_text(record)) for record in records}
-
-    def known(self, texts):
-        """Records `encoded` elsewhere (on the thread that loaded the history), so the first
-        write encodes only what changed since, not thousands of jobs. Before any save."""
-        self._texts = texts
-
-    def _encode(self, records):
-        texts = {}
-        for record in records:
-            cached = self._texts.get(record["id"])
-            if cached is None or cached[0] is not record:
-                cached = (record, _record_text(record))
-            texts[record["id"]] = cached
-        self._texts = texts
-        return _document(text for _, text in texts.values())
+    def save(self, texts):
+        self._queue.put(texts)
 
     def _loop(self):
         stop = False
@@ -515,11 +582,11 @@ class HistoryWriter:
             while not self._queue.empty():
                 items.append(self._queue.get_nowait())
             stop = None in items
-            records = [item for item in items if item is not None]
-            if not records:
+            snapshots = [item for item in items if item is not None]
+            if not snapshots:
                 continue
             try:
-                write_text_atomic(self.path, self._encode(records[-1]))
+                write_texts_atomic(self.path, snapshots[-1])
             except OSError as e:
                 print(f"ModelStream: could not write the job history: {e}")
             if not stop:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -61,3 +63,55 @@ class Job:
         """Everything on disk that belongs to this job alone."""
         return [p for p in [self.output_path, self.owned,
                             *(path for _, path in self.images)] if p]
+
+
+_PACKED = ("body", "images", "import_options", "then", "answer")
+
+
+def _packed(name):
+    """A field of a StoredJob read from its record's text on first use."""
+    slot = f"_{name}"
+
+    def get(self):
+        try:
+            return getattr(self, slot)
+        except AttributeError:
+            self._unpack()
+            return getattr(self, slot)
+
+    def put(self, value):
+        setattr(self, slot, value)
+
+    return property(get, put)
+
+
+class StoredJob(Job):
+    """A job read back from the history: its dicts and lists (body, images, import
+    options, chain steps, answer) stay in its record's JSON text until something reads
+    them. Thousands of old jobs are then one object each for the garbage collector, whose
+    full collection walks every container and stops every thread (90 ms for a history of
+    5,000 with their dicts and lists). Reads and writes like any Job."""
+
+    body = _packed("body")
+    images = _packed("images")
+    import_options = _packed("import_options")
+    then = _packed("then")
+    answer = _packed("answer")
+
+    def __init__(self, job, text):
+        """`job`'s plain fields; its packed ones from `text`, its record (record_text)."""
+        for item in dataclasses.fields(Job):
+            if item.name not in _PACKED:
+                setattr(self, item.name, getattr(job, item.name))
+        self._text = text
+
+    def _unpack(self):
+        data = json.loads(self._text)
+        values = {"body": data.get("body") or {},
+                  "images": [tuple(pair) for pair in data.get("images", [])],
+                  "import_options": data.get("import_options", {}),
+                  "then": data.get("then", []), "answer": data.get("answer", [])}
+        for name, value in values.items():
+            if not hasattr(self, f"_{name}"):
+                setattr(self, f"_{name}", value)
+        self._text = ""

@@ -22,7 +22,7 @@ def bind(engine):
     _positions.clear()
     _active.clear()
     if engine is not None:
-        _active.update(j.id for j in engine.jobs.values() if not j.done)
+        _active.update(j.id for j in engine.live() if not j.done)
         _positions.update(engine.queue_positions())
 
 
@@ -80,11 +80,16 @@ def _ids(wm):
     return _listed[1]
 
 
-def sync(wm):
+def sync(wm, limit=None):
     """Make the rows match the engine (start, file load, submit, remove, clear): one walk,
-    gone rows removed, new ones appended; many changes at once rebuild the list."""
+    gone rows removed, new ones appended; many changes at once rebuild the list. With
+    `limit`, at most that many rows are added: the rest come with the next calls of
+    `update` (in the GUI a history of thousands fills over a few timer calls, each well
+    inside a frame)."""
     global _listed
     jobs = _engine.jobs
+    if not jobs:  # (the history still loading): rows left from before go unread
+        wm.modelstream_jobs.clear()
     ids = _ids(wm)
     order = list(jobs)
     if ids != order:
@@ -97,21 +102,40 @@ def sync(wm):
         else:
             for n in reversed(gone):
                 items.remove(n)
-        for job_id in order[len(kept):]:
+        end = len(order) if limit is None else min(len(order), len(kept) + limit)
+        for job_id in order[len(kept):end]:
             items.add().job_id = job_id
+        order = order[:end]
         _listed = (wm.as_pointer(), order, set(order))
     _active.clear()
-    _active.update(j.id for j in jobs.values() if not j.done)
+    _active.update(j.id for j in _engine.live() if not j.done)
     _positions.clear()
     _positions.update(_engine.queue_positions())
 
 
+FILL = 1000  # rows a call of `fill` adds to a list still filling
+
+
+def filling(wm):
+    """Whether `wm`'s rows are still fewer than the engine's jobs (a chunked fill)."""
+    return _listed[0] == wm.as_pointer() and len(_listed[1]) < len(_engine.jobs)
+
+
+def fill(wm):
+    """The next rows of a list still filling (the timer calls it); True while it is."""
+    if filling(wm):
+        sync(wm, FILL)
+    return filling(wm)
+
+
 def update(wm, changed):
-    """Jobs that changed: rows for new ones, places in line when the line moved. Returns
-    True while anything is unfinished (the panel should redraw)."""
+    """Jobs that changed: rows for new ones (a list still filling lists them when it
+    reaches them), places in line when the line moved. Returns True while anything is
+    unfinished (the panel should redraw)."""
+    if changed and not filling(wm) and (_listed[0] != wm.as_pointer()
+                                        or any(j.id not in _listed[2] for j in changed)):
+        sync(wm)
     if changed:
-        if any(j.id not in _listed[2] for j in changed) or _listed[0] != wm.as_pointer():
-            sync(wm)
         if any(j.state == WAITING or j.id in _positions for j in changed):
             _positions.clear()
             _positions.update(_engine.queue_positions())

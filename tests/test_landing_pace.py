@@ -1,0 +1,30 @@
+"""In the GUI a row of variations that arrives at once lands one import per timer call, so
+no frame holds every import of the row (bench_stalls.py measures the frames); each still
+lands, in the row's order."""
+
+import threading
+
+from tests.conftest import wait_until
+
+
+def test_a_row_ready_at_once_lands_one_per_timer_call(blender, addon):
+    bpy = blender
+    runtime = addon.runtime
+    row = runtime.start_jobs(bpy.context, {"task_type": "text_to_model", "prompt": "a stool",
+                                           "face_limit": 400, "variations": 3})
+    for job in row:
+        runtime._auto_import[job.id] = ""  # what runtime.follow does in the GUI
+    names = {f"modelstream-{job.id}" for job in row}
+    wait_until(lambda: not names & {t.name for t in threading.enumerate()}, 60,
+               "the row's workers never finished")
+    landed = []
+    for _ in range(len(row) + 1):
+        runtime._timer()
+        landed.append([job.id for job in row if job.state == "IMPORTED"])
+    errors = [job.error for job in row if job.error]
+    assert not errors, errors
+    ids = [job.id for job in row]
+    assert landed == [ids[:1], ids[:2], ids, ids], (
+        f"landed after each timer call: {landed}; expected one more each call, in order")
+    for job in row:
+        runtime.remove(bpy.context, job.id)
