@@ -15,6 +15,9 @@ def test_a_row_ready_at_once_lands_one_per_timer_call(blender, addon):
     for job in row:
         runtime._auto_import[job.id] = ""  # what runtime.follow does in the GUI
     names = {f"modelstream-{job.id}" for job in row}
+    # The engine's launcher starts them a moment later (each task takes over a second).
+    wait_until(lambda: names <= {t.name for t in threading.enumerate()}, 60,
+               "the row's workers never started")
     wait_until(lambda: not names & {t.name for t in threading.enumerate()}, 60,
                "the row's workers never finished")
     landed = []
