@@ -7,7 +7,7 @@ import os
 import pytest
 
 from modelstream_addon.core import engine as engine_mod
-from modelstream_addon.core import history
+from modelstream_addon.core import history, journal
 from modelstream_addon.core import job as job_mod
 from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import KEY, SlowHistory, needs_fifo, wait_until
@@ -359,7 +359,7 @@ def test_a_task_id_noted_while_the_history_loads_stays_in_the_journal(service, t
     this run's jobs note meanwhile: a paid task id is on disk at every moment."""
     path = tmp_path / "history.json"
     crashed = {**good_record(1), "state": "SUBMITTING", "task_id": ""}
-    history.TaskJournal(str(path)).note(crashed["id"], "task-from-a-crash", "text_to_model")
+    journal.TaskJournal(str(path)).note(crashed["id"], "task-from-a-crash", "text_to_model")
     slow = SlowHistory(path, [crashed])
     eng = make_engine(tmp_path, load_async=True)
     try:
@@ -370,7 +370,7 @@ def test_a_task_id_noted_while_the_history_loads_stays_in_the_journal(service, t
         taken_in(eng)
         assert eng.jobs[crashed["id"]].task_id == "task-from-a-crash"
         assert on_disk(path, crashed["id"])["task_id"] == "task-from-a-crash"
-        noted = history.TaskJournal(str(path)).read()
+        noted = journal.TaskJournal(str(path)).read()
         assert noted.get(job.id, ("",))[0] == job.task_id, \
             "the journal dropped a task id noted while the history loaded"
         assert crashed["id"] not in noted, "what earlier runs noted was not folded in"

@@ -7,6 +7,7 @@ import pytest
 
 from modelstream_addon.core import engine as engine_mod
 from modelstream_addon.core import job as job_mod
+from modelstream_addon.core import launcher
 from modelstream_addon.core.client import ModelStreamClient
 from tests.conftest import KEY, wait_until
 
@@ -42,16 +43,17 @@ def test_jobs_and_calls_start_on_the_launcher_not_the_caller(service, engine, mo
 
 
 def test_the_launcher_ends_when_idle_and_at_shutdown(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_mod, "LAUNCHER_IDLE", 0.05)
+    monkeypatch.setattr(launcher, "IDLE", 0.05)
     eng = engine_mod.Engine(str(tmp_path))
     try:
-        assert eng.call(lambda: 1).result(timeout=30) == 1
-        first = eng._launcher
+        future = eng.call(lambda: 1)
+        first = eng._launcher.thread
+        assert future.result(timeout=30) == 1
         wait_until(lambda: not first.is_alive(), 30, "the idle launcher never ended")
         assert eng.call(lambda: 2).result(timeout=30) == 2, "no launcher after an idle one"
     finally:
-        monkeypatch.setattr(engine_mod, "LAUNCHER_IDLE", 60.0)
+        monkeypatch.setattr(launcher, "IDLE", 60.0)
         eng.call(lambda: 3).result(timeout=30)
-        last = eng._launcher
+        last = eng._launcher.thread
         eng.shutdown()
     assert last is not None and not last.is_alive(), "shutdown left the launcher running"

@@ -74,7 +74,7 @@ def listing(folder):
 
 
 def usable(task_id):
-    return isinstance(task_id, str) and bool(task_id) and history._task_id_ok(task_id)
+    return isinstance(task_id, str) and bool(task_id) and history.task_id_ok(task_id)
 
 
 @FEW

@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 
-from . import errors, history, model_tasks, paths, worker
+from . import errors, history, journal, launcher, model_tasks, paths, worker
 from .job import (
     CANCEL_NOTE,
     CANCELLED,
@@ -46,7 +46,6 @@ from .job import (
 )
 from .tasks import ValidationError
 
-LAUNCHER_IDLE = 2.0  # seconds the launcher thread waits for more threads to start
 # Updates that only redraw the UI: the history is rewritten for everything else.
 VOLATILE = frozenset(("progress", "message", "status", "queuing_num", "running_left_time"))
 
@@ -80,11 +79,9 @@ class Engine:
         self._writer = None
         self._journal = None
         self._loader = None
-        self._launches = queue.SimpleQueue()
-        self._launcher = None
-        self._launcher_lock = threading.Lock()
+        self._launcher = launcher.Launcher()
         if history_path:
-            self._journal = history.TaskJournal(history_path)
+            self._journal = journal.TaskJournal(history_path)
             self._writer = history.HistoryWriter(history_path)
             if load_async:
                 self._loader = self.call(self._load_frozen, history_path,
@@ -217,7 +214,7 @@ class Engine:
             except BaseException as e:
                 future.set_exception(e)
 
-        self._launch(threading.Thread(target=run, name=name, daemon=True))
+        self._launcher.start(threading.Thread(target=run, name=name, daemon=True))
         return future
 
     def cancel(self, job_id):
@@ -319,11 +316,7 @@ class Engine:
             cancel.set()
         with self._slots:
             self._slots.notify_all()
-        with self._launcher_lock:
-            launcher, self._launcher = self._launcher, None
-        if launcher is not None:
-            self._launches.put(None)
-            launcher.join(5.0)
+        self._launcher.close()
         if self._writer is not None:
             self.take_history(10.0)  # else the save stays held: the journal has the task ids
             self._save()
@@ -499,35 +492,9 @@ class Engine:
     def _start(self, job, client, run):
         cancel = self._cancels[job.id] = threading.Event()
         copy_to = "" if job.then else self._copy_to.pop(job.id, "")
-        self._launch(threading.Thread(target=self._work,
-                                      args=(job.id, cancel, client, run, copy_to),
-                                      name=f"modelstream-{job.id}", daemon=True))
-
-    def _launch(self, thread):
-        """Start `thread` from the launcher thread: `Thread.start` waits until the new
-        thread runs, which can hold the caller up to the GIL's switch interval (5 ms) each,
-        so eight jobs resumed in one timer call would cost the main thread a frame."""
-        self._launches.put(thread)
-        with self._launcher_lock:
-            if self._launcher is None:
-                self._launcher = threading.Thread(target=self._launch_loop, daemon=True,
-                                                  name="modelstream-launcher")
-                self._launcher.start()
-
-    def _launch_loop(self):
-        """Ends once idle for a while (or at shutdown), so no engine leaves it behind."""
-        while True:
-            try:
-                thread = self._launches.get(timeout=LAUNCHER_IDLE)
-            except queue.Empty:
-                with self._launcher_lock:
-                    if self._launches.empty():
-                        self._launcher = None
-                        return
-                continue
-            if thread is None:
-                return
-            thread.start()
+        self._launcher.start(threading.Thread(target=self._work,
+                                              args=(job.id, cancel, client, run, copy_to),
+                                              name=f"modelstream-{job.id}", daemon=True))
 
     # Worker threads -----------------------------------------------------------------
 

@@ -13,7 +13,6 @@ job saying how to import it).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -230,7 +229,7 @@ def check(entry, encodes=False):
     for name in TEXT_FIELDS:
         if name in entry:
             record[name] = _text(entry[name], name)
-    if not _task_id_ok(record.get("task_id", "")):
+    if not task_id_ok(record.get("task_id", "")):
         raise BadRecord("'task_id' is not a task id")
     state = entry.get("state", job_mod.WAITING)
     if state not in STATES:
@@ -259,7 +258,7 @@ def check(entry, encodes=False):
 def salvage(entry, side):
     """A damaged record's task id as a FAILED job, so it is never lost; None without one."""
     task_id = entry.get("task_id") if isinstance(entry, dict) else None
-    if not task_id or not _task_id_ok(task_id):
+    if not task_id or not task_id_ok(task_id):
         return None
     note = DAMAGED_NOTE.format(file=os.path.basename(side), task_id=task_id)
     job = job_mod.Job(body={"type": ""}, task_id=task_id, state=job_mod.FAILED,
@@ -268,7 +267,7 @@ def salvage(entry, side):
         job.id = entry["id"]
     body = entry.get("body")
     kind = body.get("type") if isinstance(body, dict) else None
-    if _is_text(kind):
+    if is_text(kind):
         job.body["type"] = kind
     return record_of(job)
 
@@ -283,7 +282,7 @@ def _encodes(data):
     return True
 
 
-def _is_text(value):
+def is_text(value):
     """A str that encodes (JSON escapes can carry a lone surrogate, which Blender refuses)."""
     if not isinstance(value, str):
         return False
@@ -301,9 +300,9 @@ def _text(value, name):
     return value
 
 
-def _task_id_ok(task_id):
+def task_id_ok(task_id):
     """What the service calls a task: short printable text (empty before it is known)."""
-    return (_is_text(task_id) and len(task_id) <= 256 and task_id.isprintable()
+    return (is_text(task_id) and len(task_id) <= 256 and task_id.isprintable()
             and task_id == task_id.strip())
 
 
@@ -479,89 +478,6 @@ def write_atomic(path, records):
 def write_texts_atomic(path, texts):
     """Replace the history with records already encoded (`record_text`)."""
     write_text_atomic(path, _document(texts))
-
-
-class TaskJournal:
-    """Task ids the moment the service returns them, appended and synced from the worker
-    thread: a process that dies before the main thread saves the history (a script that
-    submits and crashes) still knows every paid task. Folded into the history on the next
-    start.
-
-    `read` and `clear` see only what earlier runs noted (the file as it was when the
-    journal was made): in the GUI the history loads on a thread while new jobs already
-    note their task ids, and those must stay until the history holds them."""
-
-    LIMIT = 4 * 1024 * 1024
-
-    def __init__(self, history_path):
-        self.path = history_path + ".tasks"
-        self._lock = threading.Lock()
-        try:
-            self._earlier = os.path.getsize(self.path)
-        except OSError:
-            self._earlier = 0
-
-    def note(self, job_id, task_id, task_type):
-        self._append({"id": job_id, "task_id": task_id, "type": task_type,
-                      "time": time.time()})
-
-    def note_step(self, job_id):
-        """A chain's step went on to the next, noted before that one is sent: after a
-        crash the step is not sent on again (the history may not have been written)."""
-        self._append({"id": job_id, "continued": True, "time": time.time()})
-
-    def stepped(self):
-        """The job ids noted by note_step."""
-        return {entry["id"] for entry in self._entries() if entry.get("continued") is True}
-
-    def _append(self, entry):
-        line = json.dumps(entry) + "\n"
-        with self._lock, open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def _entries(self):
-        """The sound lines earlier runs noted: objects naming a job id."""
-        found = []
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read(min(self._earlier, self.LIMIT))
-        except OSError:
-            return found
-        for line in data.decode("utf-8", errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if (isinstance(entry, dict) and isinstance(entry.get("id"), str)
-                    and JOB_ID.fullmatch(entry["id"])):
-                found.append(entry)
-        return found
-
-    def read(self):
-        """{job id: (task id, task type, time noted)} from the sound lines; the rest are
-        skipped."""
-        found = {}
-        for entry in self._entries():
-            if (_task_id_ok(entry.get("task_id")) and entry["task_id"]
-                    and _is_text(entry.get("type", ""))):
-                noted = entry.get("time")
-                noted = noted if isinstance(noted, (int, float)) and math.isfinite(noted) else 0
-                found[entry["id"]] = (entry["task_id"], entry.get("type", ""), noted)
-        return found
-
-    def clear(self):
-        """Drop what earlier runs noted; lines noted since stay."""
-        with self._lock, contextlib.suppress(OSError):
-            with open(self.path, "rb") as f:
-                f.seek(self._earlier)
-                since = f.read()
-            if since:
-                write_text_atomic(self.path, since.decode("utf-8", errors="replace"))
-            else:
-                os.remove(self.path)
-            self._earlier = 0
 
 
 class HistoryWriter:
