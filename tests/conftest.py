@@ -127,6 +127,16 @@ class Service:
     def reset(self):
         requests.post(f"{self.url}/_local/reset", timeout=5).raise_for_status()
 
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
 
 def start_service(*args):
     from local_service.server import spawn
@@ -136,10 +146,8 @@ def start_service(*args):
 
 @pytest.fixture(scope="session")
 def service_process():
-    svc = start_service("--latency", "1.5")
-    yield svc
-    svc.proc.terminate()
-    svc.proc.wait(10)
+    with start_service("--latency", "1.5") as svc:
+        yield svc
 
 
 @pytest.fixture

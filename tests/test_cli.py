@@ -224,10 +224,8 @@ def test_batch_runs_the_good_rows_and_names_the_bad_row_and_field(tmp_path, serv
 
 @pytest.fixture
 def slow_service():
-    svc = start_service("--latency", "4")
-    yield svc
-    svc.proc.terminate()
-    svc.proc.wait(10)
+    with start_service("--latency", "4") as svc:
+        yield svc
 
 
 def test_an_interrupted_batch_resumes_without_paying_twice(tmp_path, slow_service):

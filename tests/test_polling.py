@@ -161,10 +161,8 @@ def test_progress_that_falls_starts_the_estimate_again():
 
 @pytest.fixture(scope="module")
 def timed_service():
-    svc = start_service("--latency", "4")
-    yield svc
-    svc.proc.terminate()
-    svc.proc.wait(10)
+    with start_service("--latency", "4") as svc:
+        yield svc
 
 
 def test_the_engine_polls_a_real_task_by_get_at_most_once_a_second(timed_service, tmp_path):

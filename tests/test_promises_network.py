@@ -33,10 +33,8 @@ def proxy(service):
 @pytest.fixture(scope="module")
 def timed_service():
     """A service whose tasks take a known LATENCY, so polls per task have a known bound."""
-    svc = start_service("--latency", str(LATENCY))
-    yield svc
-    svc.proc.terminate()
-    svc.proc.wait(10)
+    with start_service("--latency", str(LATENCY)) as svc:
+        yield svc
 
 
 def creates(proxy):
@@ -126,16 +124,12 @@ def test_a_create_that_never_connected_is_resent_once_the_service_is_there(caplo
     sender.start()
     wait_until(lambda: any("ConnectionFailedError" in r.getMessage() for r in caplog.records),
                20, "the client never reported a refused connection before retrying")
-    late = start_service("--port", str(port))
-    try:
+    with start_service("--port", str(port)) as late:
         sender.join(60)
         assert not sender.is_alive(), "the create never finished"
         assert "task_id" in outcome, outcome.get("error")
         stats = late.stats()
         assert stats["tasks_created"] == 1 and stats["requests"]["create"] == 1
-    finally:
-        late.proc.terminate()
-        late.proc.wait(10)
 
 
 def test_create_get_and_download_deliver_a_model(service, tmp_path):
