@@ -201,6 +201,55 @@ def test_damaged_records_are_set_aside_once_and_the_rest_loads(tmp_path, capsys,
     again.shutdown()
 
 
+def test_a_damaged_record_after_many_sound_ones_loses_and_repeats_none(
+        tmp_path, monkeypatch, capsys):
+    """Records are checked once, as they load: a damaged one deep in the file (after slices
+    of sound ones, one of those a second record with a taken id) sets the file right
+    without loading any record twice, and the renamed one keeps on disk the id it loaded
+    with."""
+    monkeypatch.setattr(history, "SLICE", 200)
+    sound = [good_record(n) for n in range(1, 60)]
+    twin = {**good_record(5), "task_id": "twin-task"}
+    damaged = {**good_record(80), "created": "yesterday"}
+    path = str(tmp_path / "history.json")
+    history.write_atomic(path, [*sound[:30], twin, *sound[30:], damaged, good_record(70)])
+    loaded_records = history.load(path)
+    assert "1 damaged job record" in capsys.readouterr().out
+    assert sorted(r["task_id"] for r in loaded_records) == sorted(
+        [*(f"task-{n}" for n in [*range(1, 60), 80, 70]), "twin-task"])
+    ids = [r["id"] for r in loaded_records]
+    assert len(set(ids)) == len(ids) and f"{5:012x}" in ids
+    assert history.load(path) == loaded_records, "the file set right is not what loaded"
+
+
+def test_the_table_is_oldest_first_so_a_prune_takes_the_oldest(tmp_path):
+    """A history written out of order (by hand, or by an older version) loads oldest
+    first: pruning takes the first finished jobs of the table."""
+    records = [good_record(n, created=1000.0 + (n * 7) % 10) for n in range(1, 11)]
+    history.write_atomic(str(tmp_path / "history.json"), records)
+    eng = make_engine(tmp_path)
+    created = [j.created for j in eng.jobs.values()]
+    assert created == sorted(created)
+    eng.configure(max_history=3)
+    assert sorted(j.created for j in eng.jobs.values()) == [1007.0, 1008.0, 1009.0]
+    eng.shutdown()
+
+
+def test_a_history_written_in_pieces_is_one_document(tmp_path, monkeypatch):
+    """The writer encodes and writes a few records at a time: the file is the same text,
+    in the layout the loader reads in slices."""
+    records = [good_record(n) for n in range(1, 8)]
+    texts = [history._record_text(r) for r in records]
+    for piece in (1, 2, 3, 64):
+        monkeypatch.setattr(history, "PIECE", piece)
+        history.write_atomic(str(tmp_path / "history.json"), records)
+        text = (tmp_path / "history.json").read_bytes().decode("utf-8")
+        assert text == '{"version": 1, "jobs": [\n' + ",\n".join(texts) + "\n]}\n"
+        assert json.loads(text)["jobs"] == records
+    history.write_atomic(str(tmp_path / "history.json"), [])
+    assert history.load(str(tmp_path / "history.json")) == []
+
+
 def test_two_records_with_one_id_both_keep_their_task(tmp_path):
     history.write_atomic(str(tmp_path / "history.json"),
                          [good_record(1), {**good_record(1), "task_id": "other-task"}])

@@ -24,13 +24,13 @@ import concurrent.futures
 import contextlib
 import copy
 import gc
-import heapq
+import itertools
 import os
 import queue
 import threading
 import time
 
-from . import errors, history, journal, launcher, model_tasks, paths, worker
+from . import errors, history, journal, launcher, model_tasks, pacing, paths, worker
 from .job import (
     CANCEL_NOTE,
     CANCELLED,
@@ -323,17 +323,18 @@ class Engine:
             self._writer.close()
 
     def _load_frozen(self, path):
-        """`_load` on its thread, the objects that exist before it frozen until it ends
-        (gc.freeze): a full collection the load sets off then walks only what is new, not
-        all of Blender's objects (50 ms and more, every thread stopped). Released after,
-        so the collector is as Blender set it; measured by bench_stalls.py."""
+        """`_load` on its thread, paced (`pacing`), with every object made so far frozen
+        at each rest (gc.freeze): the collections its objects set off then walk only the
+        few made since, never all of Blender's objects (a full one is 50 ms and more) nor
+        the jobs loaded so far (a middle one was up to 6 ms), and each stops every thread.
+        Released after, so the collector is as Blender set it; bench_stalls.py measures."""
         gc.freeze()
         try:
-            return self._load(path)
+            return self._load(path, pacing.Pacer(on_rest=gc.freeze))
         finally:
             gc.unfreeze()
 
-    def _load(self, path):
+    def _load(self, path, pace=None):
         """The history's jobs and their records' JSON text, with the task ids the journal
         caught adopted (written to the history before the journal lets go of them).
         Changes no engine state, so it may run on a thread; `take_history` merges what it
@@ -343,15 +344,17 @@ class Engine:
         def keep(job):
             jobs[job.id], records[job.id] = job, history.record_text(job)
 
-        for n, record in enumerate(history.stream(path)):
-            if n % history.BATCH == history.BATCH - 1:
-                history.pause()
+        for record in history.stream(path, pace):
             job = self._restored(record)
             records[job.id] = text = history.record_text(job)
             jobs[job.id] = StoredJob(job, text)
         noted, stepped = self._journal.read(), self._journal.stepped()
         _adopt(jobs, keep, noted, _mtime(path))
         _stepped(jobs, keep, stepped)
+        if any(a.created > b.created for a, b in itertools.pairwise(jobs.values())):
+            ordered = sorted(jobs, key=lambda job_id: jobs[job_id].created)  # stable
+            jobs = {job_id: jobs[job_id] for job_id in ordered}
+            records = {job_id: records[job_id] for job_id in ordered}
         if noted or stepped:
             history.write_texts_atomic(path, list(records.values()))
             self._journal.clear()
@@ -377,7 +380,8 @@ class Engine:
         return job
 
     def _merge(self, loaded):
-        """The history's jobs first, then the ones submitted while it loaded."""
+        """The history's jobs first, then the ones submitted while it loaded: the table
+        stays oldest first, as `_load` sorts the history's."""
         jobs, records, live = loaded
         jobs.update(self.jobs)
         records.update(self._records)
@@ -458,13 +462,14 @@ class Engine:
 
     def _prune(self):
         """Keep the history bounded: the oldest finished jobs go, with their files (once the
-        history is in: the merge prunes)."""
+        history is in: the merge prunes). The table is oldest first (`_merge`), so the
+        first finished ones found are those: a prune looks at a handful of jobs, not all."""
         if self._loader is not None:
             return
         excess = len(self.jobs) - self.max_history
         if excess > 0:
-            self._forget(heapq.nsmallest(excess, (j for j in self.jobs.values() if j.done),
-                                         key=lambda j: j.created))
+            done = (j for j in self.jobs.values() if j.done)
+            self._forget(list(itertools.islice(done, excess)))
         self._save()
 
     def _apply(self, job_id, update, save=True, final=False):

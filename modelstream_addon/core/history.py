@@ -23,7 +23,7 @@ import threading
 import time
 
 from . import job as job_mod
-from . import model_tasks
+from . import model_tasks, pacing
 from .paths import JOB_ID
 
 VERSION = 1
@@ -56,17 +56,17 @@ _LONE_SURROGATE = re.compile(r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F
                              r"|[c-fC-F](?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]))")
 
 
-def _lone_surrogate(text):
-    """Whether `text` has a lone surrogate escape: searched a slice at a time with a pause
-    between (one search over a large history would hold the GIL for milliseconds). The
-    slices overlap by more than a match and its look-around, so none is missed; one cut
-    at a slice's end is reported, which only makes the load check every record."""
+def _lone_surrogate(text, pace):
+    """Whether `text` has a lone surrogate escape: searched a slice at a time, paced (one
+    search over a large history would hold the GIL for milliseconds). The slices overlap
+    by more than a match and its look-around, so none is missed; one cut at a slice's end
+    is reported, which only makes the load check every record."""
     if "\\u" not in text:
         return False
     for start in range(0, len(text), SLICE):
         if _LONE_SURROGATE.search(text, start, start + SLICE + 32):
             return True
-        pause()
+        pace()
     return False
 
 
@@ -81,12 +81,14 @@ def load(path):
     return list(stream(path))
 
 
-def stream(path):
-    """`load`'s records one at a time, holding no more than a slice of the file's at once
-    when the file is as `write_atomic` writes it and every record is sound (a first pass
-    checks them all and keeps none): thousands of records held whole while they load
-    are tens of thousands of dicts and lists, enough to set off a full garbage
-    collection, which stops every thread. Any other file is taken whole, as `load`."""
+def stream(path, pace=None):
+    """`load`'s records one at a time, paced (`pacing.Pacer`), holding no more than a
+    slice of the file's at once when the file is as `write_atomic` writes it: thousands
+    of records held whole while they load are tens of thousands of dicts and lists,
+    enough to set off a full garbage collection, which stops every thread. Each record is
+    checked once, as it is yielded; at the first damaged one (or any other file) the file
+    is taken whole, as `load`, and only the records not yet yielded follow."""
+    pace = pace or pacing.Pacer()
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -105,23 +107,22 @@ def stream(path):
         text = raw.decode("utf-8")
     except ValueError:
         text = None
+    given = []  # the ids yielded so far (text only, nothing for the collector to walk)
     if text is not None and _sliced(text):
         # Text decoded from UTF-8 is valid: only an escape can bring a lone surrogate, and
         # only NaN or Infinity a number that is not finite. Without either, skip the checks.
-        surrogate = _lone_surrogate(text)
+        surrogate, seen = _lone_surrogate(text, pace), set()
         try:
-            for entries in _slices(text, parse_constant):
+            for entries in _slices(text, parse_constant, pace):
                 for entry in entries:
-                    check(entry, not constants and not surrogate)
+                    record = _unique(check(entry, not constants and not surrogate), seen)
+                    given.append(record["id"])
+                    yield record
+                    pace()
+            return
         except (ValueError, RecursionError):  # BadRecord is a ValueError
             pass
-        else:
-            seen = set()
-            for entries in _slices(text, parse_constant):
-                for entry in entries:
-                    yield _unique(check(entry, not constants and not surrogate), seen)
-            return
-    yield from _load_whole(path, raw, text, parse_constant, constants)
+    yield from _load_whole(path, raw, text, parse_constant, constants, given, pace)
 
 
 def _unique(record, seen):
@@ -132,11 +133,13 @@ def _unique(record, seen):
     return record
 
 
-def _load_whole(path, raw, text, parse_constant, constants):
+def _load_whole(path, raw, text, parse_constant, constants, given, pace):
+    """The records after the `given` ids already yielded; the file set right (damaged
+    records aside, the good ones, `given` as they were yielded, written back)."""
     try:
         if text is None:
             raise ValueError("not UTF-8")
-        data = _parse(text, parse_constant)
+        data = _parse(text, parse_constant, pace)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
@@ -146,10 +149,9 @@ def _load_whole(path, raw, text, parse_constant, constants):
         return []
     good, bad, seen = [], [], set()
     side = rejected_path(path)
-    encodes = not constants and not _lone_surrogate(text)
-    for n, entry in enumerate(data["jobs"]):
-        if n % BATCH == BATCH - 1:
-            pause()
+    encodes = not constants and not _lone_surrogate(text, pace)
+    for entry in data["jobs"]:
+        pace()
         try:
             record = check(entry, encodes)
         except BadRecord as e:
@@ -158,19 +160,12 @@ def _load_whole(path, raw, text, parse_constant, constants):
             if record is None:
                 continue
         good.append(_unique(record, seen))
+    # The first records were sound and yielded, in this order: they keep the ids given.
+    for record, job_id in zip(good, given, strict=False):
+        record["id"] = job_id
     if bad:
         _set_aside(path, raw, side, good, bad)
-    return good
-
-
-BATCH = 64  # records between two pauses of a load on a thread
-
-
-def pause():
-    """Let a waiting thread take the GIL now: the GUI loads the history on a thread, and
-    without this Blender's main thread waits out the switch interval (5 ms) each time it
-    needs the GIL back while the load runs. Costs a few microseconds."""
-    time.sleep(0)
+    return good[len(given):]
 
 
 _HEAD, _TAIL, _NEXT = f'{{"version": {VERSION}, "jobs": [\n', "\n]}\n", "\n},\n{"
@@ -182,9 +177,9 @@ def _sliced(text):
     return text.startswith(_HEAD) and text.endswith(_TAIL)
 
 
-def _slices(text, parse_constant):
+def _slices(text, parse_constant, pace):
     """The records of a history laid out as `write_atomic` writes it, a list per slice of
-    about SLICE characters, with a pause between: the C parser holds the GIL for its whole
+    about SLICE characters, paced: the C parser holds the GIL for its whole
     input (0.1 s for 5,000 jobs), which would stall Blender's main thread while the
     history loads on a thread. A record's inner lines are indented and a string holds no
     raw line break, so "\n},\n{" only ever ends a record; a slice cut anywhere else does
@@ -195,15 +190,15 @@ def _slices(text, parse_constant):
         end = len(body) if end < 0 else end + 2
         yield json.loads(f"[{body[start:end]}]", parse_constant=parse_constant)
         start = end + 2
-        pause()
+        pace()
 
 
-def _parse(text, parse_constant):
+def _parse(text, parse_constant, pace):
     """json.loads(text), a slice at a time (`_slices`) when it can be; else at once."""
     if _sliced(text):
         try:
             return {"version": VERSION,
-                    "jobs": [e for part in _slices(text, parse_constant) for e in part]}
+                    "jobs": [e for part in _slices(text, parse_constant, pace) for e in part]}
         except (ValueError, RecursionError):
             pass
     return json.loads(text, parse_constant=parse_constant)
@@ -437,12 +432,21 @@ def _set_aside(path, raw, side, good, bad):
 
 def write_text_atomic(path, text):
     """Replace `path` with `text`: temp file, fsync, rename."""
+    _write_pieces(path, [text])
+
+
+def _write_pieces(path, pieces):
+    """Replace `path` with the pieces joined, each encoded and written on its own, paced:
+    one join and encode of a whole history holds the GIL for several milliseconds."""
+    pace = pacing.Pacer()
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            for piece in pieces:
+                f.write(piece.encode("utf-8"))
+                pace()
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -452,9 +456,15 @@ def write_text_atomic(path, text):
         raise
 
 
+PIECE = 64  # records per piece of a history written
+
+
 def _document(texts):
-    jobs = ",\n".join(texts)
-    return f'{{"version": {VERSION}, "jobs": [\n{jobs}\n]}}\n'
+    """The history file's text in pieces (`_write_pieces`)."""
+    yield _HEAD
+    for start in range(0, len(texts), PIECE):
+        yield (",\n" if start else "") + ",\n".join(texts[start:start + PIECE])
+    yield _TAIL
 
 
 def _record_text(record):
@@ -477,7 +487,7 @@ def write_atomic(path, records):
 
 def write_texts_atomic(path, texts):
     """Replace the history with records already encoded (`record_text`)."""
-    write_text_atomic(path, _document(texts))
+    _write_pieces(path, _document(texts))
 
 
 class HistoryWriter:

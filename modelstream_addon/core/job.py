@@ -66,6 +66,7 @@ class Job:
 
 
 _PACKED = ("body", "images", "import_options", "then", "answer")
+_PLAIN = tuple(item.name for item in dataclasses.fields(Job) if item.name not in _PACKED)
 
 
 def _packed(name):
@@ -100,9 +101,8 @@ class StoredJob(Job):
 
     def __init__(self, job, text):
         """`job`'s plain fields; its packed ones from `text`, its record (record_text)."""
-        for item in dataclasses.fields(Job):
-            if item.name not in _PACKED:
-                setattr(self, item.name, getattr(job, item.name))
+        fields = vars(job)
+        vars(self).update({name: fields[name] for name in _PLAIN})
         self._text = text
 
     def _unpack(self):
