@@ -98,3 +98,48 @@ def test_set_size_follows_a_constraint_that_scales_the_result(blender, addon):
     assert high.z - low.z == pytest.approx(1.8, abs=0.001)
     assert (low.z, (low.x + high.x) / 2, (low.y + high.y) / 2) == \
         pytest.approx((at.z, at.x, at.y), abs=0.001)
+
+
+WARM_UP = r"""
+import sys, threading
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/scripts"]
+import bpy
+from local_service.models import make_glb
+from modelstream_addon.blender import importer
+
+with open(sys.argv[2], "wb") as f:
+    f.write(make_glb("a warm stone", 300))
+if sys.argv[3] == "warm":
+    thread = threading.Thread(target=importer.warm_up)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+before = set(sys.modules)
+assert bpy.ops.import_scene.gltf(filepath=sys.argv[2]) == {'FINISHED'}
+print("LOADED", sorted(m for m in set(sys.modules) - before if m.startswith("io_scene_gltf2")))
+"""
+
+
+@pytest.mark.parametrize("warm", ["cold", "warm"])
+def test_the_importer_loads_no_module_of_its_own_once_warmed_up(tmp_path, warm):
+    """In the GUI the glTF importer's modules load on a thread before the first result
+    lands (importer.warm_up); its first run on the main thread then loads none (a fresh
+    Blender: earlier tests in this one have run the importer)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "warm_up.py"
+    script.write_text(WARM_UP)
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    run = subprocess.run([sys.executable, str(script), root, str(tmp_path / "m.glb"), warm],
+                         capture_output=True, text=True, timeout=120, env=env)
+    line = next((x for x in run.stdout.splitlines() if x.startswith("LOADED ")), None)
+    assert line, run.stdout + run.stderr
+    loaded = json.loads(line[len("LOADED "):].replace("'", '"'))
+    if warm == "warm":
+        assert loaded == [], f"the first import still loaded {loaded}"
+    else:
+        assert loaded, "the importer loaded nothing cold: the test sees nothing"

@@ -28,7 +28,7 @@ def test_in_the_gui_a_long_history_fills_the_list_over_timer_calls(blender, addo
     prefs.max_history = 5000
     try:
         with monkeypatch.context() as patch:
-            patch.setattr(runtime, "_load_async", lambda: True)
+            patch.setattr(runtime, "_gui", lambda: True)
             runtime.start()
             wait_until(lambda: runtime._timer() and not runtime.history_loading(), 30,
                        "the timer never took the history in")

@@ -71,7 +71,7 @@ def test_in_the_gui_the_history_loads_on_a_thread_then_is_listed_and_resumed(
     os.remove(path)
     slow = SlowHistory(path, records)
     with monkeypatch.context() as patch:
-        patch.setattr(runtime, "_load_async", lambda: True)
+        patch.setattr(runtime, "_gui", lambda: True)
         try:
             runtime.start()
             assert runtime.history_loading() and not wm.modelstream_jobs

@@ -14,7 +14,7 @@ def test_the_timer_hurries_near_the_end_and_lands_a_ready_job_in_the_same_call(b
     try:
         job, = runtime.start_jobs(bpy.context, {"task_type": "text_to_model",
                                                 "prompt": "a sundial", "face_limit": 500})
-        runtime._auto_import[job.id] = ""  # what runtime.follow does in the GUI
+        runtime._will_land(job.id, "")  # what runtime.follow does in the GUI
         calls = []
         deadline = time.monotonic() + 60
         while job.state != "IMPORTED":

@@ -1,7 +1,10 @@
 """Bring a downloaded model into the scene under one Empty, or leave nothing behind."""
 
 import contextlib
+import importlib
 import math
+import pkgutil
+import sys
 
 import bpy
 from mathutils import Matrix, Vector
@@ -21,8 +24,28 @@ _DATA = ("objects", "meshes", "materials", "images", "textures", "node_groups", 
          "actions", "cameras", "lights", "collections")
 
 
+# What Blender's glTF importer loads on its first run (its operator imports them then).
+GLTF_PACKAGES = ("io_scene_gltf2.io.imp", "io_scene_gltf2.blender.imp")
+
+
 class ImportFailed(Exception):
     pass
+
+
+def warm_up():
+    """Load the glTF importer's modules ahead of its first run, which would load them on
+    the main thread (about 40 ms). Their code only defines functions, classes and
+    constants (no Blender data read or changed: so on 4.2 and 5.0), so this may run on a
+    thread. Only when the glTF add-on is enabled (its package loaded). Returns the modules
+    loaded."""
+    if "io_scene_gltf2" not in sys.modules:
+        return []
+    loaded = []
+    for name in GLTF_PACKAGES:
+        package = importlib.import_module(name)
+        for module in pkgutil.iter_modules(package.__path__, f"{name}."):
+            loaded.append(importlib.import_module(module.name))
+    return loaded
 
 
 def _snapshot():
@@ -271,9 +294,10 @@ def load_images(images, *, task_id, task_type, keep=True):
     return loaded
 
 
-def add_result(context, job):
-    """Import a finished job's model (its preview image is a bonus) or load its images.
-    Returns what was added, for messages."""
+def add_result(context, job, previews=True):
+    """Import a finished job's model (its preview images are a bonus: `previews` off
+    leaves them for `load_previews`) or load its images. Returns what was added, for
+    messages."""
     task_type = job.body["type"]
     if model_tasks.output_kind(task_type) == "file":
         return job.message  # a conversion is a file to keep: nothing enters the scene
@@ -287,9 +311,18 @@ def add_result(context, job):
     if task_type in (post_tasks.SEGMENT, post_tasks.COMPLETE):
         _name_parts(empty)
     _gather_lod(context, empty, job.import_options.get("lod"))
-    with contextlib.suppress(ImportFailed):
-        load_images(job.images, task_id=job.task_id, task_type=task_type, keep=False)
+    if previews:
+        load_previews(job)
     return empty.name
+
+
+def load_previews(job):
+    """A landed model's preview images, when it has any: never saved with the file unless
+    used, and a failure costs only them."""
+    if job.images and model_tasks.output_kind(job.body["type"]) == "model":
+        with contextlib.suppress(ImportFailed):
+            load_images(job.images, task_id=job.task_id, task_type=job.body["type"],
+                        keep=False)
 
 
 def _service_name(obj):

@@ -34,9 +34,11 @@ _engine = None
 _auto_import = {}  # job id -> note: jobs this session imports when they become READY
 _near_end = set()  # ids of the jobs that may be READY any moment (`_landing_soon`)
 _to_land = collections.deque()  # READY jobs of `_auto_import` for the timer, in order
+_previews_to_load = collections.deque()  # (job, undo message or None) landed, previews next
 _resume_pending = False
 _resume_problem = ""
 _balance_future = None
+_warm_up = None  # the Future of importer.warm_up, once asked for
 _no_balance = set()  # (service, base URL) that has no balance endpoint: asked once only
 balance = ""  # the credit balance the panel shows; '' when the service gives none
 balance_service = ""  # the service `balance` is of
@@ -52,24 +54,25 @@ def engine():
                                     history_path=f"{user_folder()}/history.json",
                                     max_history=preferences.get().max_history,
                                     inputs_dir=inputs.inputs_dir(),
-                                    load_async=_load_async())
+                                    load_async=_gui())
         joblist.bind(_engine)
         apply_preferences()
     return _engine
 
 
-def _load_async():
-    """The GUI reads the history on a thread (enabling never waits for it) and fills the
-    job list over a few timer calls; headless, a script reads it at once, so it loads
-    before `engine()` returns, and the list fills at once. A function, so that
-    bench_jobs.py can time the GUI's path in the bpy module, which is always background."""
+def _gui():
+    """The GUI reads the history on a thread (enabling never waits for it), fills the job
+    list over a few timer calls and loads the importer's modules on a thread before the
+    first result lands; headless, a script reads the history at once, so it loads before
+    `engine()` returns, and the list fills at once. A function, so that the benchmarks
+    can time the GUI's path in the bpy module, which is always background."""
     return not bpy.app.background
 
 
 def _fill(wm):
     """List the engine's jobs: in the GUI the timer adds them a chunk a call
     (`joblist.update`), so thousands never hold a frame; headless all at once."""
-    joblist.sync(wm, 0 if _load_async() else None)
+    joblist.sync(wm, 0 if _gui() else None)
 
 
 def wait_history():
@@ -142,11 +145,11 @@ def resume():
     for job in unfinished:
         _hand_over_views(job.body)
     for job in engine().resume(lambda j: clients[j.service or services.DEFAULT]):
-        _auto_import[job.id] = RESUMED_NOTE
+        _will_land(job.id, RESUMED_NOTE)
         if bpy.context.window_manager is not None:
             mirror(bpy.context.window_manager, job)
     for job in stopped:
-        _auto_import[job.id] = RESUMED_NOTE
+        _will_land(job.id, RESUMED_NOTE)
         step_on(bpy.context, job)
     _resume_pending = False
 
@@ -168,6 +171,7 @@ def shutdown():
     if _preferences_changed in preferences.on_change:
         preferences.on_change.remove(_preferences_changed)
     _to_land.clear()
+    _previews_to_load.clear()
     if _engine is not None:
         _engine.shutdown()
         _engine = None
@@ -182,7 +186,7 @@ def _timer():
         _near_end.update(j.id for j in tick(wm) if _landing_soon(j))
     jobs = engine().jobs
     _near_end.intersection_update([i for i in _near_end if i in jobs and _landing_soon(jobs[i])])
-    return LANDING_TICK if _near_end or _to_land else TICK_SECONDS
+    return LANDING_TICK if _near_end or _to_land or _previews_to_load else TICK_SECONDS
 
 
 def _landing_soon(job):
@@ -229,19 +233,35 @@ def tick(wm):
             else:
                 _to_land.append(job)
     _land_next()
-    if changed or running or _to_land:
+    if changed or running or _to_land or _previews_to_load:
         _redraw(wm)
     return changed
 
 
 def _land_next():
     """Land the oldest READY job waiting for it: one import per timer call, so a row of
-    variations that arrives at once lands over as many frames, never all in one."""
+    variations that arrives at once lands over as many frames, never all in one. The
+    model comes first; its preview images, then its undo step, in the next call (the
+    first images a Blender process reads cost it about 12 ms more)."""
+    if _land_previews():
+        return
     while _to_land:
         job = _to_land.popleft()
         if job.state == READY and job.id in _auto_import and job.id in engine().jobs:
-            land(bpy.context, job, _auto_import[job.id], push_undo=True)
+            land(bpy.context, job, _auto_import[job.id], push_undo=True, previews=False)
             return
+
+
+def _land_previews():
+    """The preview images of the last model landed and its undo step. True when there
+    was one."""
+    if not _previews_to_load:
+        return False
+    job, added = _previews_to_load.popleft()
+    importer.load_previews(job)
+    if added is not None and not bpy.app.background:
+        bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
+    return True
 
 
 def jobs():
@@ -485,17 +505,19 @@ def step_on(context, job):
         mirror(context.window_manager, job)
         return None
     if note is not None:
-        _auto_import[nxt.id] = note
+        _will_land(nxt.id, note)
     sync(context.window_manager)
     return nxt
 
 
-def land(context, job, note="", push_undo=False):
+def land(context, job, note="", push_undo=False, previews=True):
     """The one way a READY job reaches the scene. Returns the error message, '' on
-    success; a failed import marks the job FAILED and leaves the scene as it was."""
+    success; a failed import marks the job FAILED and leaves the scene as it was.
+    `previews` off: the model's preview images and the undo step are left to
+    `_land_previews`, the next timer call."""
     _auto_import.pop(job.id, None)
     try:
-        added = importer.add_result(context, job)
+        added = importer.add_result(context, job, previews)
     except importer.ImportFailed as e:
         where = job.output_path or ", ".join(path for _, path in job.images)
         message = f"{e} (task {job.task_id}; files kept at {where})"
@@ -506,7 +528,9 @@ def land(context, job, note="", push_undo=False):
     for handler in list(on_landed):
         handler(context, job)
     mirror(context.window_manager, job)
-    if push_undo and not bpy.app.background:
+    if not previews:
+        _previews_to_load.append((job, added if push_undo else None))
+    elif push_undo and not bpy.app.background:
         bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
     return ""
 
@@ -528,8 +552,18 @@ def follow(context, job, note=""):
     Returns the error message ('' when imported or still on its way)."""
     if bpy.app.background:
         return outcome(context, wait(context, job), note)
-    _auto_import[job.id] = note
+    _will_land(job.id, note)
     return ""
+
+
+def _will_land(job_id, note):
+    """`job_id` lands from the timer once READY. The first time in the GUI, the importer's
+    modules load on a thread meanwhile (`importer.warm_up`): the first landing would
+    otherwise load them in its timer call, about 40 ms."""
+    global _warm_up
+    _auto_import[job_id] = note
+    if _warm_up is None and _gui():
+        _warm_up = engine().call(importer.warm_up, name="modelstream-warm-up")
 
 
 def wait_all(context, timeout=None):

@@ -2,15 +2,16 @@
 
 `Thread.start` waits until the new thread runs, which can hold the caller up to the GIL's
 switch interval (5 ms) each: eight jobs resumed in one timer call would cost the main thread
-a frame. The launcher's own thread starts them instead; it ends once idle, or at `close`.
+a frame. The launcher's own thread starts them instead. It is started once, with the
+first thread it starts (the engine's first, the history's load at enable, when no other
+thread holds the GIL), and waits, idle, until `close`: started again from a timer it
+would cost that wait itself.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-
-IDLE = 2.0  # seconds the launcher's thread waits for more threads to start before it ends
 
 
 class Launcher:
@@ -38,14 +39,7 @@ class Launcher:
 
     def _loop(self):
         while True:
-            try:
-                thread = self._queue.get(timeout=IDLE)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():
-                        self.thread = None
-                        return
-                continue
+            thread = self._queue.get()
             if thread is None:
                 return
             thread.start()

@@ -11,7 +11,7 @@ jobs. Timed with time.perf_counter on the main thread, best and median of `--rou
   its history starting to load on a thread) plus the timer call that takes the loaded
   history in (the job table merged, unfinished tasks resumed, the job list filled), as
   in the GUI. The bpy module is always background, where the history loads at once, so
-  the GUI's path is chosen here (runtime._load_async) and the timer (runtime._timer) is
+  the GUI's path is chosen here (runtime._gui) and the timer (runtime._timer) is
   called every 10 ms, as Blender's would be, until the history is in. Also printed, as
   medians: each part, how long after register() began the history was in, the longest the
   main thread waited meanwhile for a 10 ms sleep to end (the loading thread holding the
@@ -131,7 +131,7 @@ def main(argv=None):
         bpy.context.preferences.system.use_online_access = True
         fill_history(package, args.history)
         runtime = importlib_module("blender.runtime")
-        runtime._load_async = lambda: True
+        runtime._gui = lambda: True
         gui = []
         for n in range(args.rounds):
             if n:

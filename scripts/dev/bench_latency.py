@@ -109,7 +109,7 @@ def run(args, workdir):
                 job = runtime.submit(bpy.context, runtime.prepare(bpy.context, {
                     "task_type": "text_to_model", "prompt": f"{PROMPTS[n % 10]} {n}",
                     "face_limit": 10000}))
-                runtime._auto_import[job.id] = ""  # runtime.follow's GUI path
+                runtime._will_land(job.id, "")  # runtime.follow's GUI path
                 jobs.append(job)
                 next_send += args.spacing
             call_start[0] = time.time()

@@ -206,7 +206,7 @@ def main(argv=None):
         bench_jobs.fill_history(package, args.history)
         runtime = bench_jobs.importlib_module("blender.runtime")
         library = bench_jobs.importlib_module("blender.library")
-        runtime._load_async = lambda: True
+        runtime._gui = lambda: True
         library._in_background = lambda: False
         blend = os.path.join(workdir, "scene.blend")
         bpy.ops.wm.read_homefile(use_empty=True)
@@ -272,7 +272,7 @@ def main(argv=None):
                     os.environ["MODELSTREAM_BASE_URL"] = slow_url
                 row[:] = [runtime.submit(bpy.context, each) for each in prepared.each()]
                 for job in row:
-                    runtime._auto_import[job.id] = ""  # what runtime.follow does in the GUI
+                    runtime._will_land(job.id, "")  # what runtime.follow does in the GUI
 
             heart.skip(send)
             heart.idle(SETTLE, until=lambda: all(j.done for j in row))
