@@ -39,6 +39,10 @@ thread. Each round, in order:
 - load: a .blend file opened (wm.open_mainfile): Blender's own reading is not ours, so the
   gap counted is the add-on's load_post handler's own time, then the heartbeat for 0.5 s
   (the whole open is printed for scale).
+"(landing)": each landing's runtime.land and, inside it, Blender's glTF operator.
+After the rounds, "(plain)": Blender's glTF operator alone (bpy.ops.import_scene.gltf) on a
+model of the last row, as many times, timed the same way with the same jobs polling: the
+least a landing can cost, since one landing is one such import.
 """
 
 from __future__ import annotations
@@ -207,6 +211,26 @@ def main(argv=None):
         runtime = bench_jobs.importlib_module("blender.runtime")
         library = bench_jobs.importlib_module("blender.library")
         runtime._gui = lambda: True
+        importer = bench_jobs.importlib_module("blender.importer")
+        landings = []  # (runtime.land's seconds, the glTF operator's inside it)
+
+        def timed_operator(path, operator=importer._IMPORTERS["glb"]):
+            start = time.perf_counter()
+            try:
+                return operator(path)
+            finally:
+                landings[-1][1] += time.perf_counter() - start
+
+        def timed_land(*a, land=runtime.land, **kw):
+            landings.append([0.0, 0.0])
+            start = time.perf_counter()
+            try:
+                return land(*a, **kw)
+            finally:
+                landings[-1][0] = time.perf_counter() - start
+
+        importer._IMPORTERS["glb"] = timed_operator
+        runtime.land = timed_land
         library._in_background = lambda: False
         blend = os.path.join(workdir, "scene.blend")
         bpy.ops.wm.read_homefile(use_empty=True)
@@ -345,6 +369,18 @@ def main(argv=None):
                 if gaps[name])
                 + " ms", flush=True)
         jobs_now = len(runtime.engine().jobs)
+        plain = []
+        if "land row" in only:
+            # Blender's glTF operator alone on a model of the row, the same 8 polling: what
+            # one landing cannot be shorter than.
+            for _ in range(args.rounds):
+                before = set(bpy.data.objects)
+                heart.start()
+                heart.run(lambda: bpy.ops.import_scene.gltf(filepath=row[0].output_path))
+                plain.append(heart.longest)
+                heart.skip(lambda kept=before: bpy.data.batch_remove(
+                    [o for o in bpy.data.objects if o not in kept]))
+                heart.idle(SETTLE)
         package.unregister()
     finally:
         if pauses in gc.callbacks:
@@ -369,6 +405,20 @@ def main(argv=None):
         print(f"{name:<9} p50 {pct(ms, 50):7.2f} | p99 {p99:7.2f} ms (ratio "
               f"{p99 / FRAME_MS:5.2f}) | max {peak:7.2f} ms (ratio {peak / FRAME_MS:5.2f})"
               f"{gc_note}{extra}")
+    if landings:
+        whole = [w * 1000 for w, _ in landings]
+        operator = [o * 1000 for _, o in landings]
+        ours = [(w - o) * 1000 for w, o in landings]
+        print(f"{'(landing)':<9} p50 {pct(whole, 50):7.2f} | p99 {pct(whole, 99):7.2f} ms | max "
+              f"{max(whole):7.2f} ms: runtime.land, {len(landings)} landings; the glTF "
+              f"operator inside it p50 {pct(operator, 50):.2f}, max {max(operator):.2f} ms; "
+              f"ours around it p50 {pct(ours, 50):.2f}, max {max(ours):.2f} ms")
+    if plain:
+        ms = [g * 1000 for g in plain]
+        print(f"{'(plain)':<9} p50 {pct(ms, 50):7.2f} | p99 {pct(ms, 99):7.2f} ms | max "
+              f"{max(ms):7.2f} ms: bpy.ops.import_scene.gltf alone on a model of the row, "
+              f"{args.rounds} times; land row p50 / this p50 "
+              f"{pct(gaps['land row'], 50) * 1000 / pct(ms, 50):.2f}")
     calls = [c * 1000 for c in heart.timer_calls]
     if calls:
         p99, peak = pct(calls, 99), max(calls)
