@@ -24,7 +24,8 @@ since the last one pass a quarter of those; rounds add theirs, as a long session
 Each scenario's gap is the longest of its round,
 heartbeat included until it has settled. Garbage-collection pauses of every thread are
 recorded through gc.callbacks and the longest is printed with the scenario, naming its
-thread. Each round, in order:
+thread; so is, for the longest gap, the main thread's time on a core and its time waiting
+for one (Linux's schedstat): the rest of the gap it waited for the GIL. Each round, in order:
 - enable: register() (the add-on's preferences kept: unregister runs untimed before),
   then the heartbeat until the history is in, the list filled and its tasks resumed, and
   0.3 s more;
@@ -106,30 +107,55 @@ class Pauses:
         return max(inside, key=lambda s: s[1], default=None)
 
 
+def _schedstat():
+    """A reader of the calling thread's (cpu, waiting for a core) seconds so far, from
+    Linux's /proc/thread-self/schedstat; elsewhere cpu from time.thread_time, wait 0. Read
+    around a gap, it tells the main thread's own work from its wait for a core; the rest
+    of the gap it waited for the GIL (or slept)."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return lambda: (time.thread_time(), 0.0)
+
+    def read():
+        cpu, wait = os.pread(fd, 100, 0).split()[:2]
+        return int(cpu) / 1e9, int(wait) / 1e9
+
+    return read
+
+
 class Heart:
     """The main thread's heartbeat: the longest gap between two beats, less the sleep."""
 
     def __init__(self, runtime):
         self.runtime = runtime
         self.timer_calls = []
-        self.last = time.perf_counter()
+        self.sched = _schedstat()
         self.longest = 0.0
         self.worst_at = 0.0
         self.next_timer = 0.0
         self.record_timer = False
         self.worst_what = ""
+        self._mark()
+
+    def _mark(self):
+        self.last, self.sched_last = time.perf_counter(), self.sched()
 
     def beat(self, slept=0.0, busy=0.0, what="waiting"):
         """`busy` seconds of the gap were spent in `what` (ours, on the main thread)."""
         now = time.perf_counter()
         gap = now - self.last - slept
         if gap > self.longest:
+            (cpu, wait), (cpu0, wait0) = self.sched(), self.sched_last
             self.longest, self.worst_at = gap, self.last
-            self.worst_what = f"{what} {busy * 1000:.1f} ms" if busy else what
-        self.last = now
+            self.worst_what = (f"{what} {busy * 1000:.1f} ms" if busy else what) + (
+                f"; main thread on a core {(cpu - cpu0) * 1000:.1f} ms, waiting for one "
+                f"{(wait - wait0) * 1000:.1f} ms")
+        self._mark()
 
     def start(self):
-        self.longest, self.last, self.worst_what = 0.0, time.perf_counter(), ""
+        self.longest, self.worst_what = 0.0, ""
+        self._mark()
 
     def run(self, fn):
         """`fn` between two beats: its time counts as a gap."""
@@ -142,7 +168,7 @@ class Heart:
     def skip(self, fn):
         """`fn` untimed (setting a scenario up)."""
         result = fn()
-        self.last = time.perf_counter()
+        self._mark()
         return result
 
     def count(self, seconds):
@@ -150,7 +176,7 @@ class Heart:
         if seconds > self.longest:
             self.longest, self.worst_at = seconds, self.last
             self.worst_what = "the handler"
-        self.last = time.perf_counter()
+        self._mark()
 
     def idle(self, seconds=0.0, until=None, timeout=60.0):
         """Beat, with the add-on's timer every 10 ms, until `until()` holds (if given), then
