@@ -25,7 +25,9 @@ Each scenario's gap is the longest of its round,
 heartbeat included until it has settled. Garbage-collection pauses of every thread are
 recorded through gc.callbacks and the longest is printed with the scenario, naming its
 thread; so is, for the longest gap, the main thread's time on a core and its time waiting
-for one (Linux's schedstat): the rest of the gap it waited for the GIL. Each round, in order:
+for one (Linux's schedstat): the rest of the gap it waited for the GIL. Each round also
+says how much CPU time the host took from this virtual machine meanwhile (/proc/stat's
+steal): a round that lost some ran slower in everything. Each round, in order:
 - enable: register() (the add-on's preferences kept: unregister runs untimed before),
   then the heartbeat until the history is in, the list filled and its tasks resumed, and
   0.3 s more;
@@ -105,6 +107,17 @@ class Pauses:
         """The longest pause overlapping [start, end]."""
         inside = [s for s in self.spans if s[0] <= end and s[0] + s[1] >= start]
         return max(inside, key=lambda s: s[1], default=None)
+
+
+def _steal():
+    """Seconds of CPU time the host took from this (virtual) machine so far, all CPUs
+    (Linux's /proc/stat); 0 elsewhere. A round that lost some ran slower for it."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _schedstat():
@@ -379,7 +392,9 @@ def main(argv=None):
             runtime.submit(bpy.context, runtime.prepare(bpy.context, opts()))
         print(f"{len(runtime.engine().jobs):,} jobs, {len(polling())} polling; "
               f"{args.rounds} rounds of {', '.join(SCENARIOS)}", flush=True)
+        stolen = []
         for n in range(args.rounds):
+            steal_start = _steal()
             heart.skip(package.unregister)
             scenario("enable", enable)
             runtime.set_poll_floor(args.poll_min)
@@ -390,10 +405,12 @@ def main(argv=None):
             scenario("keep", keep)
             scenario("save", save)
             scenario("load", load)
+            stolen.append(_steal() - steal_start)
             print(f"round {n + 1}: " + ", ".join(
                 f"{name} {gaps[name][-1] * 1000:.1f}{causes[name]}" for name in SCENARIOS
                 if gaps[name])
-                + " ms", flush=True)
+                + f" ms; the machine's CPUs stolen by its host {stolen[-1] * 1000:.0f} ms",
+                flush=True)
         jobs_now = len(runtime.engine().jobs)
         plain = []
         if "land row" in only:
@@ -445,6 +462,10 @@ def main(argv=None):
               f"{max(ms):7.2f} ms: bpy.ops.import_scene.gltf alone on a model of the row, "
               f"{args.rounds} times; land row p50 / this p50 "
               f"{pct(gaps['land row'], 50) * 1000 / pct(ms, 50):.2f}")
+    if any(stolen):
+        worst = max(range(len(stolen)), key=stolen.__getitem__)
+        print(f"CPU time stolen by the host (a virtual machine's): {sum(stolen):.2f} s over "
+              f"the rounds, the most in round {worst + 1} ({stolen[worst] * 1000:.0f} ms)")
     calls = [c * 1000 for c in heart.timer_calls]
     if calls:
         p99, peak = pct(calls, 99), max(calls)
