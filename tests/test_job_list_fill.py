@@ -34,10 +34,12 @@ def test_in_the_gui_a_long_history_fills_the_list_over_timer_calls(blender, addo
                        "the timer never took the history in")
             ids = list(runtime.engine().jobs)
             assert len(ids) == OLD + len(kept)
-            counts = [len(wm.modelstream_jobs)]
+            counts, intervals = [len(wm.modelstream_jobs)], []
             while counts[-1] < len(ids) and len(counts) < 20:
-                runtime._timer()
+                intervals.append(runtime._timer())
                 counts.append(len(wm.modelstream_jobs))
+            assert set(intervals[:-1]) == {runtime.LANDING_TICK}, (
+                f"the timer waited {intervals} between chunks of a list still filling")
             steps = [b - a for a, b in zip(counts, counts[1:], strict=False)]
             assert counts[0] <= joblist.FILL and all(0 < s <= joblist.FILL for s in steps), (
                 f"rows after each timer call: {counts}; at most {joblist.FILL} a call")

@@ -25,7 +25,9 @@ from . import importer, inputs, preferences
 from .user_files import user_folder
 
 TICK_SECONDS = 0.2
-LANDING_TICK = 0.02  # seconds between timer calls while a job may be READY any moment
+# Seconds between timer calls while a job may be READY any moment, a landing's previews
+# wait or the job list is still filling.
+LANDING_TICK = 0.02
 NEAR_END = 2.0  # seconds left (as the service says) from which a running job may end any moment
 SESSION_START = time.time()  # the add-on's modules load anew when it is enabled
 HISTORY_WAIT = 30.0  # seconds a script waits for the history to load before going on
@@ -186,7 +188,8 @@ def _timer():
         _near_end.update(j.id for j in tick(wm) if _landing_soon(j))
     jobs = engine().jobs
     _near_end.intersection_update([i for i in _near_end if i in jobs and _landing_soon(jobs[i])])
-    return LANDING_TICK if _near_end or _to_land or _previews_to_load else TICK_SECONDS
+    soon = _near_end or _to_land or _previews_to_load or wm is not None and joblist.filling(wm)
+    return LANDING_TICK if soon else TICK_SECONDS
 
 
 def _landing_soon(job):
