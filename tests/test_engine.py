@@ -210,3 +210,23 @@ def test_unknown_status_for_too_long_fails(service, tmp_path):
     job = run(eng, service, BODY)
     eng.shutdown()
     assert job.state == job_mod.FAILED and "'unknown'" in job.error
+
+
+def test_while_the_main_thread_lands_workers_hold_their_requests(service, engine,
+                                                                 monkeypatch):
+    """engine.quiet(): a landing's import has the GIL to itself; the job goes on after."""
+    from modelstream_addon.core import pacing
+
+    monkeypatch.setattr(pacing, "QUIET_LIMIT", 60.0)
+    with engine.quiet():
+        job = engine.submit(ModelStreamClient(KEY, service.url), BODY)
+        wait_until(lambda: engine.tick() is not None and job.task_id, 30,
+                   "the task was never created")
+        polls = service.stats()["task_polls"].get(job.task_id, 0)
+        time.sleep(2.0)  # past the task's latency: a worker let through would poll it
+        engine.tick()
+        assert service.stats()["task_polls"].get(job.task_id, 0) == polls, \
+            "a worker polled while the main thread held it"
+        assert not job.done
+    engine.wait(job.id, timeout=30)
+    assert job.state == job_mod.READY, job.error

@@ -31,3 +31,20 @@ def test_the_timer_hurries_near_the_end_and_lands_a_ready_job_in_the_same_call(b
     assert {c[2] for c in near} == {runtime.LANDING_TICK}, near
     assert bpy.data.objects[job.imported_as]
     assert runtime._timer() == runtime.TICK_SECONDS, "the timer still hurries with no job left"
+
+
+def test_a_landing_holds_the_workers_while_it_imports(blender, addon, monkeypatch):
+    """Blender's importer runs with the engine's workers holding their next request."""
+    bpy = blender
+    runtime, importer = addon.runtime, addon.importer
+    held = []
+    glb = importer._IMPORTERS["glb"]
+
+    def noting(path):
+        held.append(runtime.engine().settings.quiet.held)
+        return glb(path)
+
+    monkeypatch.setitem(importer._IMPORTERS, "glb", noting)
+    assert bpy.ops.modelstream.generate(prompt="a quiet bell", face_limit=300) == {'FINISHED'}
+    assert held == [True], held
+    assert not runtime.engine().settings.quiet.held, "the workers were left held"

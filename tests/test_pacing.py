@@ -43,3 +43,27 @@ def test_the_history_loads_paced_record_by_record(tmp_path):
     loaded = list(history.stream(path, lambda: calls.append(1)))
     assert len(loaded) == 300
     assert len(calls) >= 300, "a record loaded without a chance to rest"
+
+
+def test_a_held_quiet_holds_a_worker_until_the_main_thread_lets_go(monkeypatch):
+    monkeypatch.setattr(pacing, "QUIET_LIMIT", 30.0)
+    quiet = pacing.Quiet()
+    quiet.wait()  # open: returns at once
+    with quiet.hold():
+        assert quiet.held
+        worker = threading.Thread(target=quiet.wait)
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive(), "a worker went on while the main thread held it"
+    worker.join(30)
+    assert not worker.is_alive() and not quiet.held
+
+
+def test_a_worker_waits_for_a_held_quiet_no_longer_than_its_limit(monkeypatch):
+    monkeypatch.setattr(pacing, "QUIET_LIMIT", 0.05)
+    quiet = pacing.Quiet()
+    with quiet.hold():
+        worker = threading.Thread(target=quiet.wait)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive(), "a worker waited past its limit"

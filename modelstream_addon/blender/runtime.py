@@ -520,7 +520,8 @@ def land(context, job, note="", push_undo=False, previews=True):
     `_land_previews`, the next timer call."""
     _auto_import.pop(job.id, None)
     try:
-        added = importer.add_result(context, job, previews)
+        with engine().quiet():
+            added = importer.add_result(context, job, previews)
     except importer.ImportFailed as e:
         where = job.output_path or ", ".join(path for _, path in job.images)
         message = f"{e} (task {job.task_id}; files kept at {where})"

@@ -203,6 +203,11 @@ class Engine:
         """The CLI's hidden --poll-min, for benchmarks."""
         self.settings.poll_min = value
 
+    def quiet(self):
+        """A context manager for the main thread's long Blender work (a landing): the
+        workers hold their next request until it ends (`pacing.Quiet`)."""
+        return self.settings.quiet.hold()
+
     def call(self, fn, *args, name="modelstream-call"):
         """Run a one-off call (a network request, the history's load) on its own thread;
         returns a Future to poll."""

@@ -1,5 +1,7 @@
-"""How a thread that runs Python for a while (the history's load and writes) leaves
-Blender's main thread the GIL. No bpy here.
+"""How the add-on's threads leave Blender's main thread the GIL: a thread that runs Python
+for a while (the history's load and writes) rests every millisecond (`Pacer`), and the
+engine's workers hold their next request while the main thread lands a model (`Quiet`).
+No bpy here.
 
 Every Python call from Blender's main thread (a timer, a panel's draw, an operator) must
 take the GIL. A thread that only computes keeps it until the main thread has waited out
@@ -12,11 +14,13 @@ about a millisecond, and the work takes about a fifth longer.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 WORK = 0.001  # seconds of a thread's work between two yields
 REST = 0.0002  # seconds each yield sleeps: the waiting thread wakes and takes the GIL
+QUIET_LIMIT = 0.1  # seconds a worker holds its next request for the main thread, at most
 
 
 class Pacer:
@@ -37,3 +41,30 @@ class Pacer:
         if self._on_rest is not None:
             self._on_rest()
         self._since = time.perf_counter()
+
+
+class Quiet:
+    """While the main thread does a long piece of Blender work (importing a result: the
+    glTF importer is Python, 5-20 ms), the workers hold their next request: each request
+    is a millisecond or two of Python that would take the GIL from it, and a thread that
+    takes it keeps it up to the switch interval. A worker waits QUIET_LIMIT at most."""
+
+    def __init__(self):
+        self._open = threading.Event()
+        self._open.set()
+
+    @contextlib.contextmanager
+    def hold(self):
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._open.set()
+
+    @property
+    def held(self):
+        return not self._open.is_set()
+
+    def wait(self):
+        """A worker, before a request: returns at once unless the main thread holds it."""
+        self._open.wait(QUIET_LIMIT)

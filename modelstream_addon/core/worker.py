@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from . import errors, formats, imagefile, model_tasks, paths, polling, tasks
+from . import errors, formats, imagefile, model_tasks, pacing, paths, polling, tasks
 from .job import DOWNLOADING, QUEUED, READY, RUNNING, SUBMITTING, WAITING
 
 ONGOING_STATUSES = ("queued", "running")
@@ -43,6 +43,8 @@ class Settings:
     # task id -> {view: path} the history downloaded, to complete a partial edit without
     # the network; filled on the main thread before the job that reads it starts.
     known_views: dict = field(default_factory=dict)
+    # Held by the main thread while it lands a model: workers wait before their next request.
+    quiet: pacing.Quiet = field(default_factory=pacing.Quiet)
 
 
 class Worker:
@@ -184,6 +186,7 @@ class Worker:
         while True:
             if self.cancel.wait(delay):
                 self._stop()
+            settings.quiet.wait()
             data = self.client.get_task(task_id, cancel=self.cancel)
             status = str(data.get("status", "")).strip().lower()
             if status == "success":
@@ -218,6 +221,7 @@ class Worker:
         url = pick(data.get("output"))
         for attempt in range(2):
             try:
+                self.settings.quiet.wait()
                 self.client.download(url, dest, cancel=self.cancel, task_id=self.task_id,
                                      max_bytes=self.settings.max_download)
                 return
