@@ -3,13 +3,15 @@
 import contextlib
 import importlib
 import math
+import os
 import pkgutil
 import sys
 
 import bpy
 from mathutils import Matrix, Vector
 
-from ..core import model_tasks, post_tasks, tasks
+from ..core import import_helper, model_tasks, post_tasks, tasks
+from .user_files import user_folder
 
 COLLECTION = "ModelStream"
 ROW = "modelstream_row"  # on a variation's Empty: the row it landed in
@@ -21,7 +23,9 @@ _IMPORTERS = {
     "fbx": lambda path: bpy.ops.import_scene.fbx(filepath=path),
 }
 _DATA = ("objects", "meshes", "materials", "images", "textures", "node_groups", "armatures",
-         "actions", "cameras", "lights", "collections")
+         "actions", "cameras", "lights", "collections", "libraries")
+HELPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "import_helper_main.py")
 
 
 # What Blender's glTF importer loads on its first run (its operator imports them then).
@@ -46,6 +50,33 @@ def warm_up():
         for module in pkgutil.iter_modules(package.__path__, f"{name}."):
             loaded.append(importlib.import_module(module.name))
     return loaded
+
+
+def helper_command():
+    """How to start the import helper: this Blender's own program, in the background
+    with factory settings; Blender as a Python module (no program) runs the helper's
+    script in this Python."""
+    args = ["--", import_helper.TAG, import_helper.COLLECTION, str(import_helper.IDLE)]
+    if bpy.app.binary_path:
+        return [bpy.app.binary_path, "--background", "--factory-startup", "--python",
+                HELPER_SCRIPT, *args]
+    return [sys.executable, HELPER_SCRIPT, *args]
+
+
+# Blender's user folders, empty ones of the helper's own: no user preference, script or
+# add-on runs in it (this one would resume your tasks there), whatever the environment
+# names for this Blender.
+_HELPER_FOLDERS = {"BLENDER_USER_RESOURCES": "", "BLENDER_USER_CONFIG": "config",
+                   "BLENDER_USER_SCRIPTS": "scripts", "BLENDER_USER_EXTENSIONS": "extensions",
+                   "BLENDER_USER_DATAFILES": "datafiles"}
+
+
+def make_helper():
+    """The import helper (core/import_helper.py), not started yet."""
+    folders = {name: user_folder(os.path.join("import_helper", folder))
+               for name, folder in _HELPER_FOLDERS.items()}
+    return import_helper.ImportHelper(helper_command(),
+                                      import_helper.child_env(os.environ, folders))
 
 
 def _snapshot():
@@ -230,21 +261,54 @@ def _in_view(owners):
     return not owners or any(not c.hide_viewport for c in owners)
 
 
+def _append(path, before):
+    """The objects the import helper wrote into `path` (core/import_helper.py), appended
+    and in no collection; None when that fails, leaving nothing of it behind (the file is
+    imported instead)."""
+    try:
+        with bpy.data.libraries.load(path, link=False) as (source, target):
+            target.collections = [n for n in source.collections
+                                  if n == import_helper.COLLECTION]
+    except (OSError, RuntimeError, ValueError):
+        _remove_new(before)
+        return None
+    holder = next((c for c in target.collections if c is not None), None)
+    new = list(holder.objects) if holder is not None else []
+    for library in [b for b in bpy.data.libraries if b not in before["libraries"]]:
+        bpy.data.libraries.remove(library)  # the appended data is local: it stays
+    if holder is not None:
+        bpy.data.collections.remove(holder)
+    if not new:
+        _remove_new(before)
+        return None
+    return new
+
+
+def _import(path, fmt, before):
+    """({new object: its collections}, [the new objects in view]) from Blender's importer."""
+    result = _IMPORTERS[fmt](path)
+    owners = {o: list(o.users_collection) for o in bpy.data.objects
+              if o not in before["objects"]}  # users_collection walks every collection
+    new = [o for o, found in owners.items() if _in_view(found)]
+    if result != {'FINISHED'} or not new:
+        raise ImportFailed(f"The {fmt.upper()} file imported no objects.")
+    return owners, new
+
+
 def import_model(context, path, fmt, *, name, task_id, task_type, prompt, options=None,
-                 provenance=None):
+                 provenance=None, prebuilt=""):
     """Import `path` under a new Empty placed by `options` (placement, replace, size_mode,
     target_size, shading, a variation's row); returns the Empty, which carries the task's
-    provenance. On failure nothing new is left behind."""
+    provenance. `prebuilt` is the import helper's .blend of it, appended instead when it
+    can be. On failure nothing new is left behind."""
     if fmt not in _IMPORTERS:
         raise ImportFailed(f"Cannot import a {fmt!r} file.")
     before = _snapshot()
     try:
-        result = _IMPORTERS[fmt](path)
-        owners = {o: list(o.users_collection) for o in bpy.data.objects
-                  if o not in before["objects"]}  # users_collection walks every collection
-        new = [o for o, found in owners.items() if _in_view(found)]
-        if result != {'FINISHED'} or not new:
-            raise ImportFailed(f"The {fmt.upper()} file imported no objects.")
+        new = _append(prebuilt, before) if prebuilt else None
+        owners = {}
+        if not new:
+            owners, new = _import(path, fmt, before)
         coll = _collection(context.scene)
         empty = bpy.data.objects.new(name, None)
         empty.empty_display_type = 'PLAIN_AXES'
@@ -256,7 +320,7 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, option
             empty[f"modelstream_{key}"] = value
         new_set = set(new)
         for obj in new:
-            for owner in owners[obj]:
+            for owner in owners.get(obj, ()):
                 owner.objects.unlink(obj)
             coll.objects.link(obj)
             if obj.parent not in new_set:
@@ -307,7 +371,7 @@ def add_result(context, job, previews=True):
     empty = import_model(
         context, job.output_path, job.output_format, name=tasks.describe(job.body),
         task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
-        options=job.import_options, provenance=_provenance(job))
+        options=job.import_options, provenance=_provenance(job), prebuilt=job.prebuilt)
     if task_type in (post_tasks.SEGMENT, post_tasks.COMPLETE):
         _name_parts(empty)
     _gather_lod(context, empty, job.import_options.get("lod"))

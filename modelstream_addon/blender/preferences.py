@@ -93,6 +93,13 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
     max_download_mb: IntProperty(name="Max Download (MB)", default=512, min=1, max=8192,
                                  update=_engine_setting,
                                  description="Refuse results larger than this")
+    import_helper: BoolProperty(
+        name="Import in the Background", default=True, update=_engine_setting,
+        description="A second Blender, in the background, imports each result as it "
+        "downloads, so that bringing it into the scene only appends it and Blender never "
+        "holds for the import. It takes that Blender's memory while results arrive and "
+        "ends after 10 idle minutes. Off: results import in this Blender, as File > "
+        "Import does. Never used by scripts run with -b")
     save_results_to_library: BoolProperty(
         name="Save Results to Library", default=False,
         description="Also save every model that arrives into the ModelStream asset library, "
@@ -126,6 +133,7 @@ class MODELSTREAM_AddonPreferences(bpy.types.AddonPreferences):
         row = col.row(align=True)
         row.prop(self, "max_download_mb")
         row.prop(self, "download_time_limit")
+        col.prop(self, "import_helper")
         col.prop(self, "save_results_to_library")
         box = layout.box()
         box.label(text="Network", icon='WORLD')

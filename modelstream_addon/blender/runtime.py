@@ -41,6 +41,8 @@ _resume_pending = False
 _resume_problem = ""
 _balance_future = None
 _warm_up = None  # the Future of importer.warm_up, once asked for
+_helper = None  # the import helper (core/import_helper.py), once the preferences want it
+_helper_start = None  # the Future of its last start
 _no_balance = set()  # (service, base URL) that has no balance endpoint: asked once only
 balance = ""  # the credit balance the panel shows; '' when the service gives none
 balance_service = ""  # the service `balance` is of
@@ -104,6 +106,32 @@ def apply_preferences(context=None):
     prefs = preferences.get(context)
     _engine.configure(max_concurrent=prefs.max_concurrent, max_history=prefs.max_history,
                       max_download=prefs.max_download_mb * 1024 * 1024)
+    _use_helper(prefs.import_helper and _helper_wanted())
+
+
+def _helper_wanted():
+    """The import helper is the GUI's: headless, a script waits for its results anyway
+    and a second Blender would only cost it. A function, for the benchmarks."""
+    return not bpy.app.background
+
+
+def _use_helper(wanted):
+    global _helper
+    if wanted and _helper is None:
+        _helper = importer.make_helper()
+    elif not wanted and _helper is not None:
+        _helper.close()
+        _helper = None
+    _engine.prebuild = _helper.convert if _helper is not None else None
+
+
+def _start_helper():
+    """Start the import helper on a thread when results are on their way (it takes a
+    second or two), so the first one needs no wait."""
+    global _helper_start
+    if _helper is None or _helper.running or _helper_start and not _helper_start.done():
+        return
+    _helper_start = engine().call(_helper.start, name="modelstream-import-helper-start")
 
 
 def _preferences_changed(context, name):
@@ -176,6 +204,7 @@ def shutdown():
     _previews_to_load.clear()
     if _engine is not None:
         _engine.shutdown()
+        _use_helper(False)
         _engine = None
         joblist.bind(None)
 
@@ -563,11 +592,12 @@ def follow(context, job, note=""):
 def _will_land(job_id, note):
     """`job_id` lands from the timer once READY. The first time in the GUI, the importer's
     modules load on a thread meanwhile (`importer.warm_up`): the first landing would
-    otherwise load them in its timer call, about 40 ms."""
+    otherwise load them in its timer call, about 40 ms. The import helper starts too."""
     global _warm_up
     _auto_import[job_id] = note
     if _warm_up is None and _gui():
         _warm_up = engine().call(importer.warm_up, name="modelstream-warm-up")
+    _start_helper()
 
 
 def wait_all(context, timeout=None):

@@ -203,6 +203,16 @@ class Engine:
         """The CLI's hidden --poll-min, for benchmarks."""
         self.settings.poll_min = value
 
+    @property
+    def prebuild(self):
+        return self.settings.prebuild
+
+    @prebuild.setter
+    def prebuild(self, convert):
+        """The import helper's `convert` (core/import_helper.py), or None: each model that
+        downloads from now on is imported into a .blend for the main thread to append."""
+        self.settings.prebuild = convert
+
     def quiet(self):
         """A context manager for the main thread's long Blender work (a landing): the
         workers hold their next request until it ends (`pacing.Quiet`)."""
@@ -243,7 +253,11 @@ class Engine:
         self._save()
 
     def mark_imported(self, job_id, imported_as, message=None):
-        self._apply(job_id, {"state": IMPORTED, "imported_as": imported_as,
+        """A READY job now in the scene: the import helper's .blend of it has served."""
+        job = self.jobs.get(job_id)
+        if job is not None and job.prebuilt:
+            paths.remove(self.download_dir, job.prebuilt)
+        self._apply(job_id, {"state": IMPORTED, "imported_as": imported_as, "prebuilt": "",
                              "message": message or f"Imported as {imported_as}"}, final=True)
 
     def mark_failed(self, job_id, error):

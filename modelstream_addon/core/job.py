@@ -43,6 +43,7 @@ class Job:
     transport: str = ""
     output_path: str = ""
     output_format: str = ""
+    prebuilt: str = ""  # the import helper's .blend of the model; this session's only
     images: list = field(default_factory=list)
     created: float = field(default_factory=time.time)
     finished: float = 0.0
@@ -61,7 +62,7 @@ class Job:
 
     def files(self):
         """Everything on disk that belongs to this job alone."""
-        return [p for p in [self.output_path, self.owned,
+        return [p for p in [self.output_path, self.prebuilt, self.owned,
                             *(path for _, path in self.images)] if p]
 
 

@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import errors, formats, imagefile, model_tasks, pacing, paths, polling, tasks
@@ -45,6 +46,9 @@ class Settings:
     known_views: dict = field(default_factory=dict)
     # Held by the main thread while it lands a model: workers wait before their next request.
     quiet: pacing.Quiet = field(default_factory=pacing.Quiet)
+    # (model path, format, .blend path) -> True once the import helper wrote the .blend;
+    # None: the main thread imports every model itself.
+    prebuild: Callable[[str, str, str], bool] | None = None
 
 
 class Worker:
@@ -168,6 +172,9 @@ class Worker:
                 result["output_path"], result["output_format"] = self.download_file(data)
                 result["message"] = self.copy_out(result["output_path"])
             result["images"] = self.download_images(data, task_type)
+            if model_tasks.output_kind(task_type) == "model":
+                result["prebuilt"] = self.prebuild(result["output_path"],
+                                                   result["output_format"])
         except BaseException:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when the failed download left it empty
@@ -241,6 +248,16 @@ class Worker:
         self.fetch(data, formats.model_url, dest)
         return dest, formats.check_model_file(dest, folder=self.settings.download_dir,
                                              task_id=self.task_id)
+
+    def prebuild(self, path, fmt):
+        """model.blend, the model imported by the import helper (`Settings.prebuild`),
+        for the main thread to append; '' without one, or when it failed: the main thread
+        imports the file itself."""
+        if self.settings.prebuild is None:
+            return ""
+        dest = self.dest("model.blend")
+        self.post(message="Preparing the model for the scene")
+        return dest if self.settings.prebuild(path, fmt, dest) else ""
 
     def download_file(self, data):
         """(path, format) of a conversion: converted.<format> in the job's folder, its

@@ -229,6 +229,9 @@ def main(argv=None):
                         help="the engine's poll floor; the add-on's default is 2.0, lower "
                              "makes more events (default: 0.5)")
     parser.add_argument("--only", default="", help="comma-separated scenarios to time")
+    parser.add_argument("--no-helper", dest="helper", action="store_false",
+                        help="land each model with Blender's importer on the main thread, as "
+                             "with the import helper turned off")
     args = parser.parse_args(argv)
     only = set(filter(None, args.only.split(","))) or set(SCENARIOS)
 
@@ -250,6 +253,7 @@ def main(argv=None):
         runtime = bench_jobs.importlib_module("blender.runtime")
         library = bench_jobs.importlib_module("blender.library")
         runtime._gui = lambda: True
+        runtime._helper_wanted = lambda: args.helper  # the GUI's default: on
         importer = bench_jobs.importlib_module("blender.importer")
         landings = []  # (runtime.land's seconds, the glTF operator's inside it)
 
