@@ -26,9 +26,11 @@ def counting(monkeypatch, importer):
 
 
 def land(addon, bpy, path, prebuilt=""):
+    """import_model of `path`, with the helper's .blend `prebuilt` opened when given."""
+    opened = addon.importer.open_prebuilt(prebuilt) if prebuilt else None
     return addon.importer.import_model(
         bpy.context, path, "glb", name="landed", task_id="task-landed",
-        task_type="text_to_model", prompt="landed", options={}, prebuilt=prebuilt)
+        task_type="text_to_model", prompt="landed", options={}, prebuilt=opened)
 
 
 def summary(root):
@@ -98,33 +100,82 @@ def test_a_rigged_model_appends_with_its_bone_shapes_out_of_view(blender, addon,
     assert armature.animation_data and armature.animation_data.action
 
 
-def test_a_landing_appends_the_helpers_blend_and_deletes_it(blender, addon, monkeypatch):
-    """The GUI's road: the job's worker has the helper import the model, the timer
-    appends it; the glTF importer never runs on the main thread."""
-    bpy = blender
+def follow(bpy, runtime, prompt, on_call=None):
+    """A job followed as the GUI does, the timer called until it lands: [(its state,
+    whether its .blend waits opened)] after each call."""
+    job, = runtime.start_jobs(bpy.context, {"task_type": "text_to_model", "prompt": prompt,
+                                            "face_limit": 500})
+    runtime._will_land(job.id, "")
+    calls = []
+    deadline = time.monotonic() + 120
+    while job.state != "IMPORTED":
+        assert time.monotonic() < deadline, f"never landed: {job.state} {job.error}"
+        assert job.state != "FAILED", job.error
+        interval = runtime._timer()
+        calls.append((job.state, any(j is job for j, _ in runtime._opened)))
+        if on_call:
+            on_call(calls)
+        time.sleep(interval)
+    return job, calls
+
+
+@pytest.fixture
+def gui_helper(addon, monkeypatch):
+    """The GUI's choice: the import helper on (the bpy module is always background)."""
     runtime = addon.runtime
     monkeypatch.setattr(runtime, "_helper_wanted", lambda: True)
     runtime.apply_preferences()
-    try:
-        runs = counting(monkeypatch, addon.importer)
-        job, = runtime.start_jobs(bpy.context, {"task_type": "text_to_model",
-                                                "prompt": "a brass lamp", "face_limit": 500})
-        runtime._will_land(job.id, "")
-        deadline = time.monotonic() + 120
-        while job.state != "IMPORTED":
-            assert time.monotonic() < deadline, f"never landed: {job.state} {job.error}"
-            assert job.state != "FAILED", job.error
-            time.sleep(runtime._timer())
-        assert runs == [], "the landing ran the glTF importer on the main thread"
-        root = bpy.data.objects[job.imported_as]
-        assert [o for o in root.children_recursive if o.type == 'MESH']
-        folder = os.path.dirname(job.output_path)
-        assert not os.path.exists(os.path.join(folder, "model.blend")), "the .blend stayed"
-        assert job.prebuilt == ""
-    finally:
-        monkeypatch.undo()
-        runtime.apply_preferences()
+    yield runtime
+    monkeypatch.undo()
+    runtime.apply_preferences()
     assert runtime._helper is None and runtime.engine().prebuild is None
+
+
+def test_a_landing_appends_the_helpers_blend_and_deletes_it(blender, addon, gui_helper,
+                                                            monkeypatch):
+    """The GUI's road: the job's worker has the helper import the model; the timer opens
+    its .blend in one call and appends it in the next; the glTF importer never runs on
+    the main thread."""
+    bpy = blender
+    runs = counting(monkeypatch, addon.importer)
+    job, calls = follow(bpy, gui_helper, "a brass lamp")
+    assert runs == [], "the landing ran the glTF importer on the main thread"
+    assert calls[-2:] == [("READY", True), ("IMPORTED", False)], calls
+    root = bpy.data.objects[job.imported_as]
+    assert [o for o in root.children_recursive if o.type == 'MESH']
+    folder = os.path.dirname(job.output_path)
+    assert not os.path.exists(os.path.join(folder, "model.blend")), "the .blend stayed"
+    assert job.prebuilt == ""
+
+
+@pytest.mark.parametrize("change", ["a file loaded", "an undo"])
+def test_a_change_of_file_between_open_and_append_still_lands_the_model(blender, addon,
+                                                                        gui_helper, change,
+                                                                        monkeypatch):
+    """Appending into the Blender data the .blend was opened for, once a load or an undo
+    has replaced it, would crash Blender: it is closed before, and opened again after."""
+    bpy = blender
+    changed = []
+
+    def change_the_file(calls):
+        if calls[-1] == ("READY", True) and not changed:
+            if change == "an undo":
+                bpy.ops.ed.undo_push(message="before")
+                bpy.ops.object.empty_add()
+                bpy.ops.ed.undo_push(message="an empty")
+                bpy.ops.ed.undo()
+            else:
+                bpy.ops.wm.read_homefile(use_empty=True)
+            changed.append(True)
+
+    runs = counting(monkeypatch, addon.importer)
+    job, calls = follow(bpy, gui_helper, "a glass vase", change_the_file)
+    assert changed and calls[-2:] == [("READY", True), ("IMPORTED", False)], calls
+    assert calls.count(("READY", True)) == 2, calls
+    assert runs == [], "the model was imported from its file: the .blend was lost"
+    root = bpy.context.scene.objects[job.imported_as]
+    assert [o for o in root.children_recursive if o.type == 'MESH']
+    assert not bpy.data.libraries
 
 
 def test_without_the_helper_a_result_imports_here_and_the_helper_is_stopped(blender, addon,
@@ -171,6 +222,29 @@ def test_a_damaged_blend_falls_back_to_the_file_and_leaves_nothing(blender, addo
         assert not new["libraries"], f"{prebuilt.name} left a library behind"
         assert not any(c.name.startswith("modelstream_import") for c in bpy.data.collections)
     assert len(runs) == 3
+
+
+def test_a_blend_opened_for_data_since_replaced_is_never_appended(blender, addon, helper,
+                                                                  tmp_path, monkeypatch):
+    """Whoever opened it (the landing closes its own before a load or an undo), appending
+    into data that is gone would crash Blender: the model file is imported instead. (The
+    file's handle is lost: Blender closes it only against the old data. Its memory shows
+    as "Not freed memory blocks" when this Python ends.)"""
+    from local_service.models import make_glb
+
+    bpy = blender
+    glb = tmp_path / "model.glb"
+    glb.write_bytes(make_glb("a clay pot", 300))
+    blend = str(tmp_path / "model.blend")
+    assert helper.convert(str(glb), "glb", blend)
+    opened = addon.importer.open_prebuilt(blend)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    runs = counting(monkeypatch, addon.importer)
+    root = addon.importer.import_model(
+        bpy.context, str(glb), "glb", name="landed", task_id="task-landed",
+        task_type="text_to_model", prompt="landed", options={}, prebuilt=opened)
+    assert runs == [str(glb)]
+    assert root.name in bpy.context.scene.objects
 
 
 def test_the_helper_never_gets_the_key_nor_the_users_folders(addon, monkeypatch):

@@ -261,14 +261,45 @@ def _in_view(owners):
     return not owners or any(not c.hide_viewport for c in owners)
 
 
-def _append(path, before):
-    """The objects the import helper wrote into `path` (core/import_helper.py), appended
-    and in no collection; None when that fails, leaving nothing of it behind (the file is
-    imported instead)."""
+def open_prebuilt(path):
+    """The import helper's .blend of a model (core/import_helper.py), opened for
+    `import_model`: Blender reads the file's structure here, about 3 ms of the append's 4,
+    so a landing opens it in a timer call of its own. None when it cannot be read."""
     try:
-        with bpy.data.libraries.load(path, link=False) as (source, target):
-            target.collections = [n for n in source.collections
-                                  if n == import_helper.COLLECTION]
+        library = bpy.data.libraries.load(path, link=False)
+        source, target = library.__enter__()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    target.collections = [n for n in source.collections if n == import_helper.COLLECTION]
+    return library, target, bpy.data.as_pointer()
+
+
+def _same_file(opened):
+    """Whether the Blender data an opened .blend appends into is still the open file's: a
+    file loaded or an undo since replaces it, and appending into the old one would crash
+    Blender."""
+    return opened[2] == bpy.data.as_pointer()
+
+
+def close_unused(opened):
+    """An opened .blend that will not be appended after all."""
+    library, target, _ = opened
+    target.collections = []
+    if _same_file(opened):
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            library.__exit__(None, None, None)
+
+
+def _append(opened, before):
+    """The objects of an opened .blend of the import helper, appended and in no
+    collection; None when that fails or the file changed since it was opened, leaving
+    nothing of it behind (the model file is imported instead)."""
+    library, target, _ = opened
+    if not _same_file(opened):
+        close_unused(opened)
+        return None
+    try:
+        library.__exit__(None, None, None)
     except (OSError, RuntimeError, ValueError):
         _remove_new(before)
         return None
@@ -296,11 +327,11 @@ def _import(path, fmt, before):
 
 
 def import_model(context, path, fmt, *, name, task_id, task_type, prompt, options=None,
-                 provenance=None, prebuilt=""):
+                 provenance=None, prebuilt=None):
     """Import `path` under a new Empty placed by `options` (placement, replace, size_mode,
     target_size, shading, a variation's row); returns the Empty, which carries the task's
-    provenance. `prebuilt` is the import helper's .blend of it, appended instead when it
-    can be. On failure nothing new is left behind."""
+    provenance. `prebuilt`, the import helper's .blend of it opened (`open_prebuilt`), is
+    appended instead when it can be. On failure nothing new is left behind."""
     if fmt not in _IMPORTERS:
         raise ImportFailed(f"Cannot import a {fmt!r} file.")
     before = _snapshot()
@@ -358,10 +389,11 @@ def load_images(images, *, task_id, task_type, keep=True):
     return loaded
 
 
-def add_result(context, job, previews=True):
+def add_result(context, job, previews=True, opened=None):
     """Import a finished job's model (its preview images are a bonus: `previews` off
-    leaves them for `load_previews`) or load its images. Returns what was added, for
-    messages."""
+    leaves them for `load_previews`) or load its images. `opened` is its import helper's
+    .blend opened already, else it is opened here when there is one. Returns what was
+    added, for messages."""
     task_type = job.body["type"]
     if model_tasks.output_kind(task_type) == "file":
         return job.message  # a conversion is a file to keep: nothing enters the scene
@@ -371,7 +403,8 @@ def add_result(context, job, previews=True):
     empty = import_model(
         context, job.output_path, job.output_format, name=tasks.describe(job.body),
         task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
-        options=job.import_options, provenance=_provenance(job), prebuilt=job.prebuilt)
+        options=job.import_options, provenance=_provenance(job),
+        prebuilt=opened or (open_prebuilt(job.prebuilt) if job.prebuilt else None))
     if task_type in (post_tasks.SEGMENT, post_tasks.COMPLETE):
         _name_parts(empty)
     _gather_lod(context, empty, job.import_options.get("lod"))

@@ -37,6 +37,7 @@ _auto_import = {}  # job id -> note: jobs this session imports when they become 
 _near_end = set()  # ids of the jobs that may be READY any moment (`_landing_soon`)
 _to_land = collections.deque()  # READY jobs of `_auto_import` for the timer, in order
 _previews_to_load = collections.deque()  # (job, undo message or None) landed, previews next
+_opened = collections.deque()  # (job, its import helper's .blend opened): appended next call
 _resume_pending = False
 _resume_problem = ""
 _balance_future = None
@@ -150,6 +151,8 @@ def start():
         bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
         refresh_balance()
     bpy.app.handlers.load_post.append(_after_load)
+    for handlers in _FILE_CHANGES:
+        handlers.append(_before_file_change)
     if bpy.context.window_manager is not None:
         sync(bpy.context.window_manager)
 
@@ -191,6 +194,21 @@ def _after_load(_filepath):
         _fill(bpy.context.window_manager)
 
 
+# What replaces Blender's data: an opened .blend must be closed before, while its
+# data is still there to close it against.
+_FILE_CHANGES = (bpy.app.handlers.load_pre, bpy.app.handlers.undo_pre,
+                 bpy.app.handlers.redo_pre)
+
+
+@bpy.app.handlers.persistent
+def _before_file_change(*_args):
+    """A file loads, or an undo or redo comes: the .blend opened to land a model is
+    closed first, and the model lands anew after."""
+    for job, _ in reversed(_opened):
+        _to_land.appendleft(job)
+    _close_opened()
+
+
 def shutdown():
     """Stop polling (the add-on is being disabled); history and files stay on disk."""
     global _engine
@@ -198,8 +216,12 @@ def shutdown():
         bpy.app.timers.unregister(_timer)
     if _after_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_after_load)
+    for handlers in _FILE_CHANGES:
+        if _before_file_change in handlers:
+            handlers.remove(_before_file_change)
     if _preferences_changed in preferences.on_change:
         preferences.on_change.remove(_preferences_changed)
+    _close_opened()
     _to_land.clear()
     _previews_to_load.clear()
     if _engine is not None:
@@ -217,7 +239,8 @@ def _timer():
         _near_end.update(j.id for j in tick(wm) if _landing_soon(j))
     jobs = engine().jobs
     _near_end.intersection_update([i for i in _near_end if i in jobs and _landing_soon(jobs[i])])
-    soon = _near_end or _to_land or _previews_to_load or wm is not None and joblist.filling(wm)
+    soon = (_near_end or _to_land or _opened or _previews_to_load
+            or wm is not None and joblist.filling(wm))
     return LANDING_TICK if soon else TICK_SECONDS
 
 
@@ -273,15 +296,39 @@ def tick(wm):
 def _land_next():
     """Land the oldest READY job waiting for it: one import per timer call, so a row of
     variations that arrives at once lands over as many frames, never all in one. The
-    model comes first; its preview images, then its undo step, in the next call (the
-    first images a Blender process reads cost it about 12 ms more)."""
+    import helper's .blend of the model is opened in a call of its own, then appended in
+    the next; its preview images, then its undo step, in the call after (the first images
+    a Blender process reads cost it about 12 ms more)."""
     if _land_previews():
+        return
+    if _opened:
+        job, opened = _opened.popleft()
+        if _still_to_land(job):
+            land(bpy.context, job, _auto_import[job.id], push_undo=True, previews=False,
+                 opened=opened)
+        else:
+            importer.close_unused(opened)
         return
     while _to_land:
         job = _to_land.popleft()
-        if job.state == READY and job.id in _auto_import and job.id in engine().jobs:
+        if not _still_to_land(job):
+            continue
+        opened = importer.open_prebuilt(job.prebuilt) if job.prebuilt else None
+        if opened is not None:
+            _opened.append((job, opened))
+        else:
             land(bpy.context, job, _auto_import[job.id], push_undo=True, previews=False)
-            return
+        return
+
+
+def _still_to_land(job):
+    return job.state == READY and job.id in _auto_import and job.id in engine().jobs
+
+
+def _close_opened():
+    """The .blend files opened for landing, closed unused."""
+    while _opened:
+        importer.close_unused(_opened.pop()[1])
 
 
 def _land_previews():
@@ -542,15 +589,16 @@ def step_on(context, job):
     return nxt
 
 
-def land(context, job, note="", push_undo=False, previews=True):
+def land(context, job, note="", push_undo=False, previews=True, opened=None):
     """The one way a READY job reaches the scene. Returns the error message, '' on
     success; a failed import marks the job FAILED and leaves the scene as it was.
     `previews` off: the model's preview images and the undo step are left to
-    `_land_previews`, the next timer call."""
+    `_land_previews`, the next timer call. `opened`: its import helper's .blend, opened
+    in an earlier call (`importer.open_prebuilt`)."""
     _auto_import.pop(job.id, None)
     try:
         with engine().quiet():
-            added = importer.add_result(context, job, previews)
+            added = importer.add_result(context, job, previews, opened)
     except importer.ImportFailed as e:
         where = job.output_path or ", ".join(path for _, path in job.images)
         message = f"{e} (task {job.task_id}; files kept at {where})"
