@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import KEY, wait_until
+from tests.conftest import KEY, start_service, wait_until
 
 
 def counting(monkeypatch, importer):
@@ -119,6 +119,15 @@ def follow(bpy, runtime, prompt, on_call=None):
     return job, calls
 
 
+def previews_loaded(runtime):
+    """The timer's next calls, until the landed models' previews are in."""
+    for _ in range(5):
+        if not runtime._previews_to_load:
+            return
+        runtime._timer()
+    raise AssertionError("the previews never loaded")
+
+
 @pytest.fixture
 def gui_helper(addon, monkeypatch):
     """The GUI's choice: the import helper on (the bpy module is always background)."""
@@ -138,9 +147,20 @@ def test_a_landing_appends_the_helpers_blend_and_deletes_it(blender, addon, gui_
     the main thread."""
     bpy = blender
     runs = counting(monkeypatch, addon.importer)
+    read = []
+    load = addon.importer.load_images
+    monkeypatch.setattr(addon.importer, "load_images",
+                        lambda images, **kw: read.extend(images) or load(images, **kw))
     job, calls = follow(bpy, gui_helper, "a brass lamp")
+    assert gui_helper._helper_start is not None, "the timer never started the helper"
     assert runs == [], "the landing ran the glTF importer on the main thread"
     assert calls[-2:] == [("READY", True), ("IMPORTED", False)], calls
+    previews_loaded(gui_helper)
+    previews = [i for i in bpy.data.images if i.get("modelstream_task_id") == job.task_id]
+    assert job.images and len(previews) == len(job.images), (job.images, previews)
+    assert all(i.packed_file and not i.use_fake_user for i in previews)
+    assert {i["modelstream_view"] for i in previews} == {view for view, _ in job.images}
+    assert read == [], "the previews were read from their files on the main thread"
     root = bpy.data.objects[job.imported_as]
     assert [o for o in root.children_recursive if o.type == 'MESH']
     folder = os.path.dirname(job.output_path)
@@ -170,12 +190,39 @@ def test_a_change_of_file_between_open_and_append_still_lands_the_model(blender,
 
     runs = counting(monkeypatch, addon.importer)
     job, calls = follow(bpy, gui_helper, "a glass vase", change_the_file)
+    previews_loaded(gui_helper)
     assert changed and calls[-2:] == [("READY", True), ("IMPORTED", False)], calls
     assert calls.count(("READY", True)) == 2, calls
     assert runs == [], "the model was imported from its file: the .blend was lost"
     root = bpy.context.scene.objects[job.imported_as]
     assert [o for o in root.children_recursive if o.type == 'MESH']
     assert not bpy.data.libraries
+
+
+def test_resumed_tasks_start_the_helper_only_once_a_result_is_near(blender, addon, gui_helper,
+                                                                   monkeypatch):
+    """Tasks resumed at enable that only poll (minutes from done, perhaps) start no second
+    Blender; one near its end does."""
+    bpy = blender
+    runtime = gui_helper
+    with start_service("--latency", "60") as slow:
+        monkeypatch.setenv("MODELSTREAM_BASE_URL", slow.url)
+        job, = runtime.start_jobs(bpy.context, {"task_type": "text_to_model",
+                                                "prompt": "a slow kite", "face_limit": 300})
+        runtime._will_land(job.id, runtime.RESUMED_NOTE, resumed=True)
+        try:
+            wait_until(lambda: runtime._timer() and job.state == "RUNNING"
+                       and job.running_left_time > 0, 30, "the task never ran")
+            for _ in range(10):
+                time.sleep(runtime._timer())
+            assert runtime._helper_start is None and not runtime._helper.running
+            job.running_left_time = 1.0  # what the service says near the end
+            runtime._near_end.add(job.id)
+            runtime._timer()
+            assert runtime._helper_start is not None, "a result near its end started none"
+        finally:
+            runtime.cancel(bpy.context, job.id)
+            runtime.remove(bpy.context, job.id)
 
 
 def test_without_the_helper_a_result_imports_here_and_the_helper_is_stopped(blender, addon,
@@ -201,19 +248,25 @@ def test_without_the_helper_a_result_imports_here_and_the_helper_is_stopped(blen
     assert runtime._helper is None, "headless has no helper"
 
 
-def test_a_damaged_blend_falls_back_to_the_file_and_leaves_nothing(blender, addon, tmp_path,
-                                                                   monkeypatch):
+def test_a_damaged_blend_falls_back_to_the_file_and_leaves_nothing(blender, addon, helper,
+                                                                   tmp_path, monkeypatch):
     from local_service.models import make_glb
 
     bpy = blender
     glb = tmp_path / "model.glb"
     glb.write_bytes(make_glb("a clay pot", 300))
-    damaged = tmp_path / "model.blend"
-    damaged.write_bytes(b"BLENDER-v404" + b"\0" * 64)
-    empty = tmp_path / "empty.blend"
-    bpy.data.libraries.write(str(empty), set(), compress=False)
+    good = tmp_path / "good.blend"
+    assert helper.convert(str(glb), "glb", str(good))
+    cut = tmp_path / "cut.blend"
+    cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    text = tmp_path / "text.blend"
+    text.write_text("not a .blend")
+    empty = tmp_path / "empty.blend"  # a .blend with no collection of the helper's
+    lonely = bpy.data.meshes.new("lonely")
+    bpy.data.libraries.write(str(empty), {lonely}, compress=False)
+    bpy.data.meshes.remove(lonely)
     runs = counting(monkeypatch, addon.importer)
-    for prebuilt in (damaged, empty, tmp_path / "missing.blend"):
+    for prebuilt in (cut, text, empty, tmp_path / "missing.blend"):
         before = {name: set(getattr(bpy.data, name)) for name in addon.importer._DATA}
         root = land(addon, bpy, str(glb), prebuilt=str(prebuilt))
         new = {name: set(getattr(bpy.data, name)) - before[name]
@@ -221,7 +274,7 @@ def test_a_damaged_blend_falls_back_to_the_file_and_leaves_nothing(blender, addo
         assert root in new["objects"]
         assert not new["libraries"], f"{prebuilt.name} left a library behind"
         assert not any(c.name.startswith("modelstream_import") for c in bpy.data.collections)
-    assert len(runs) == 3
+    assert len(runs) == 4
 
 
 def test_a_blend_opened_for_data_since_replaced_is_never_appended(blender, addon, helper,

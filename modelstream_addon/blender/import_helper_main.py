@@ -4,8 +4,9 @@ Blender's own importer, as the user's Blender would, and writes the objects in v
 .blend for that Blender to append. Standalone: it imports nothing of the add-on.
 
 Arguments after "--": the answers' tag, the collection to write, the idle seconds after
-which it ends. Each request is a JSON line on stdin ({"model", "format", "out"}); each
-answer one tagged JSON line on stdout; it ends at the end of its input.
+which it ends, the start of the preview images' names. Each request is a JSON line on
+stdin ({"model", "format", "out", "images": [[view, path]]}); each answer one tagged JSON
+line on stdout; it ends at the end of its input.
 """
 
 import json
@@ -29,7 +30,23 @@ def _in_view(obj):
     return not owners or any(not c.hide_viewport for c in owners)
 
 
-def convert(request, collection):
+def _previews(images, prefix):
+    """The preview images, each packed and named `prefix` + its view; one that does not
+    load is left out (the user's Blender loads it from its file)."""
+    loaded = []
+    for view, path in images:
+        try:
+            image = bpy.data.images.load(path, check_existing=False)
+            image.pack()
+        except RuntimeError:
+            continue
+        image.name = prefix + view
+        image["modelstream_view"] = view
+        loaded.append(image)
+    return loaded
+
+
+def convert(request, collection, prefix):
     bpy.ops.wm.read_homefile(use_empty=True)
     model, out = request["model"], request["out"]
     if IMPORTERS[request["format"]](model) != {'FINISHED'}:
@@ -41,7 +58,8 @@ def convert(request, collection):
     for obj in objects:
         holder.objects.link(obj)
     part = out + ".part"
-    bpy.data.libraries.write(part, {holder}, compress=False)
+    previews = _previews(request.get("images", []), prefix)
+    bpy.data.libraries.write(part, {holder, *previews}, compress=False)
     os.replace(part, out)
     return len(objects)
 
@@ -53,7 +71,7 @@ def _lines(requests):
 
 
 def main():
-    tag, collection, idle = sys.argv[sys.argv.index("--") + 1:][:3]
+    tag, collection, idle, prefix = sys.argv[sys.argv.index("--") + 1:][:4]
     requests = queue.Queue()
     threading.Thread(target=_lines, args=(requests,), daemon=True).start()
     print(tag + json.dumps({"ready": True}), flush=True)
@@ -65,7 +83,7 @@ def main():
         if line is None:
             return
         try:
-            answer = {"ok": True, "objects": convert(json.loads(line), collection)}
+            answer = {"ok": True, "objects": convert(json.loads(line), collection, prefix)}
         except Exception as e:  # any failure: the user's Blender imports the file itself
             answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
         print(tag + json.dumps(answer), flush=True)

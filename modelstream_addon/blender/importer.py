@@ -56,7 +56,8 @@ def helper_command():
     """How to start the import helper: this Blender's own program, in the background
     with factory settings; Blender as a Python module (no program) runs the helper's
     script in this Python."""
-    args = ["--", import_helper.TAG, import_helper.COLLECTION, str(import_helper.IDLE)]
+    args = ["--", import_helper.TAG, import_helper.COLLECTION, str(import_helper.IDLE),
+            import_helper.PREVIEW]
     if bpy.app.binary_path:
         return [bpy.app.binary_path, "--background", "--factory-startup", "--python",
                 HELPER_SCRIPT, *args]
@@ -271,6 +272,7 @@ def open_prebuilt(path):
     except (OSError, RuntimeError, ValueError):
         return None
     target.collections = [n for n in source.collections if n == import_helper.COLLECTION]
+    target.images = [n for n in source.images if n.startswith(import_helper.PREVIEW)]
     return library, target, bpy.data.as_pointer()
 
 
@@ -284,7 +286,7 @@ def _same_file(opened):
 def close_unused(opened):
     """An opened .blend that will not be appended after all."""
     library, target, _ = opened
-    target.collections = []
+    target.collections, target.images = [], []
     if _same_file(opened):
         with contextlib.suppress(OSError, RuntimeError, ValueError):
             library.__exit__(None, None, None)
@@ -369,6 +371,13 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, option
     return empty
 
 
+def _label(image, view, task_id, task_type, keep):
+    image.name = tasks.safe_name(f"{task_type}_{task_id[:8]}_{view}", 60)
+    image["modelstream_task_id"] = task_id
+    image["modelstream_view"] = view
+    image.use_fake_user = keep
+
+
 def load_images(images, *, task_id, task_type, keep=True):
     """Load downloaded result images as datablocks named by task and view, packed into
     the .blend so they travel with it; `keep` gives them a fake user so they are saved."""
@@ -377,16 +386,26 @@ def load_images(images, *, task_id, task_type, keep=True):
         for view, path in images:
             image = bpy.data.images.load(path, check_existing=False)
             loaded.append(image)
-            image.name = tasks.safe_name(f"{task_type}_{task_id[:8]}_{view}", 60)
-            image["modelstream_task_id"] = task_id
-            image["modelstream_view"] = view
             image.pack()
-            image.use_fake_user = keep
+            _label(image, view, task_id, task_type, keep)
     except Exception as e:
         for image in loaded:
             bpy.data.images.remove(image)
         raise ImportFailed(f"Loading the result images failed: {e}") from None
     return loaded
+
+
+def _appended_previews(opened):
+    """{view: image} of the preview images an opened .blend of the import helper
+    appended with its model (packed already); none when its data is gone."""
+    if opened is None or not _same_file(opened):
+        return {}
+    try:
+        found = [(image.get("modelstream_view"), image) for image in opened[1].images
+                 if image is not None]
+    except ReferenceError:  # removed: the model was imported from its file instead
+        return {}
+    return {view: image for view, image in found if isinstance(view, str)}
 
 
 def add_result(context, job, previews=True, opened=None):
@@ -400,26 +419,31 @@ def add_result(context, job, previews=True, opened=None):
     if model_tasks.output_kind(task_type) != "model":
         images = load_images(job.images, task_id=job.task_id, task_type=task_type)
         return ", ".join(image.name for image in images)
+    prebuilt = opened or (open_prebuilt(job.prebuilt) if job.prebuilt else None)
     empty = import_model(
         context, job.output_path, job.output_format, name=tasks.describe(job.body),
         task_id=job.task_id, task_type=task_type, prompt=job.body.get("prompt", ""),
-        options=job.import_options, provenance=_provenance(job),
-        prebuilt=opened or (open_prebuilt(job.prebuilt) if job.prebuilt else None))
+        options=job.import_options, provenance=_provenance(job), prebuilt=prebuilt)
     if task_type in (post_tasks.SEGMENT, post_tasks.COMPLETE):
         _name_parts(empty)
     _gather_lod(context, empty, job.import_options.get("lod"))
     if previews:
-        load_previews(job)
+        load_previews(job, prebuilt)
     return empty.name
 
 
-def load_previews(job):
+def load_previews(job, opened=None):
     """A landed model's preview images, when it has any: never saved with the file unless
-    used, and a failure costs only them."""
-    if job.images and model_tasks.output_kind(job.body["type"]) == "model":
-        with contextlib.suppress(ImportFailed):
-            load_images(job.images, task_id=job.task_id, task_type=job.body["type"],
-                        keep=False)
+    used, and a failure costs only them. Those its import helper's .blend (`opened`)
+    appended with the model are named only; the others load from their files."""
+    if not job.images or model_tasks.output_kind(job.body["type"]) != "model":
+        return
+    appended = _appended_previews(opened)
+    for view, image in appended.items():
+        _label(image, view, job.task_id, job.body["type"], keep=False)
+    with contextlib.suppress(ImportFailed):
+        load_images([(view, path) for view, path in job.images if view not in appended],
+                    task_id=job.task_id, task_type=job.body["type"], keep=False)
 
 
 def _service_name(obj):

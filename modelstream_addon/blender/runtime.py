@@ -36,7 +36,8 @@ _engine = None
 _auto_import = {}  # job id -> note: jobs this session imports when they become READY
 _near_end = set()  # ids of the jobs that may be READY any moment (`_landing_soon`)
 _to_land = collections.deque()  # READY jobs of `_auto_import` for the timer, in order
-_previews_to_load = collections.deque()  # (job, undo message or None) landed, previews next
+# (job, undo message or None, its opened .blend or None) landed: previews next
+_previews_to_load = collections.deque()
 _opened = collections.deque()  # (job, its import helper's .blend opened): appended next call
 _resume_pending = False
 _resume_problem = ""
@@ -117,18 +118,18 @@ def _helper_wanted():
 
 
 def _use_helper(wanted):
-    global _helper
+    global _helper, _helper_start
     if wanted and _helper is None:
-        _helper = importer.make_helper()
+        _helper, _helper_start = importer.make_helper(), None
     elif not wanted and _helper is not None:
         _helper.close()
-        _helper = None
+        _helper, _helper_start = None, None
     _engine.prebuild = _helper.convert if _helper is not None else None
 
 
 def _start_helper():
-    """Start the import helper on a thread when results are on their way (it takes a
-    second or two), so the first one needs no wait."""
+    """Start the import helper on a thread (it takes a second or two), so the result it
+    is started for needs no wait for it (else the worker starts it)."""
     global _helper_start
     if _helper is None or _helper.running or _helper_start and not _helper_start.done():
         return
@@ -178,11 +179,11 @@ def resume():
     for job in unfinished:
         _hand_over_views(job.body)
     for job in engine().resume(lambda j: clients[j.service or services.DEFAULT]):
-        _will_land(job.id, RESUMED_NOTE)
+        _will_land(job.id, RESUMED_NOTE, resumed=True)
         if bpy.context.window_manager is not None:
             mirror(bpy.context.window_manager, job)
     for job in stopped:
-        _will_land(job.id, RESUMED_NOTE)
+        _will_land(job.id, RESUMED_NOTE, resumed=True)
         step_on(bpy.context, job)
     _resume_pending = False
 
@@ -207,6 +208,9 @@ def _before_file_change(*_args):
     for job, _ in reversed(_opened):
         _to_land.appendleft(job)
     _close_opened()
+    waiting = [(job, added, None) for job, added, _ in _previews_to_load]
+    _previews_to_load.clear()
+    _previews_to_load.extend(waiting)  # their images load from their files
 
 
 def shutdown():
@@ -239,6 +243,8 @@ def _timer():
         _near_end.update(j.id for j in tick(wm) if _landing_soon(j))
     jobs = engine().jobs
     _near_end.intersection_update([i for i in _near_end if i in jobs and _landing_soon(jobs[i])])
+    if _near_end:
+        _start_helper()
     soon = (_near_end or _to_land or _opened or _previews_to_load
             or wm is not None and joblist.filling(wm))
     return LANDING_TICK if soon else TICK_SECONDS
@@ -336,8 +342,8 @@ def _land_previews():
     was one."""
     if not _previews_to_load:
         return False
-    job, added = _previews_to_load.popleft()
-    importer.load_previews(job)
+    job, added, opened = _previews_to_load.popleft()
+    importer.load_previews(job, opened)
     if added is not None and not bpy.app.background:
         bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
     return True
@@ -610,7 +616,7 @@ def land(context, job, note="", push_undo=False, previews=True, opened=None):
         handler(context, job)
     mirror(context.window_manager, job)
     if not previews:
-        _previews_to_load.append((job, added if push_undo else None))
+        _previews_to_load.append((job, added if push_undo else None, opened))
     elif push_undo and not bpy.app.background:
         bpy.ops.ed.undo_push(message=f"ModelStream: {added}")
     return ""
@@ -637,15 +643,17 @@ def follow(context, job, note=""):
     return ""
 
 
-def _will_land(job_id, note):
+def _will_land(job_id, note, resumed=False):
     """`job_id` lands from the timer once READY. The first time in the GUI, the importer's
     modules load on a thread meanwhile (`importer.warm_up`): the first landing would
-    otherwise load them in its timer call, about 40 ms. The import helper starts too."""
+    otherwise load them in its timer call, about 40 ms. A job just asked for starts the
+    import helper; a `resumed` one, minutes from done perhaps, only once it is near."""
     global _warm_up
     _auto_import[job_id] = note
     if _warm_up is None and _gui():
         _warm_up = engine().call(importer.warm_up, name="modelstream-warm-up")
-    _start_helper()
+    if not resumed:
+        _start_helper()
 
 
 def wait_all(context, timeout=None):

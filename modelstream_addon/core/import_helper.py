@@ -23,6 +23,7 @@ import threading
 
 TAG = "MODELSTREAM-HELPER "  # the helper's answers start with it; the rest is its log
 COLLECTION = "modelstream_import"  # in the .blend: the imported objects to append
+PREVIEW = "modelstream_preview_"  # in the .blend: the start of its preview images' names
 START_LIMIT = 120.0  # seconds for the helper to start (a cold Blender on a slow disk)
 CONVERT_LIMIT = 60.0  # seconds for one model, plus PER_MB for each MB of its file
 PER_MB = 1.0
@@ -88,14 +89,16 @@ class ImportHelper:
             except HelperError:
                 return False
 
-    def convert(self, model_path, fmt, blend_path):
+    def convert(self, model_path, fmt, blend_path, images=()):
         """Have the helper import `model_path` (its format `fmt`) and write it into
-        `blend_path`. True when it did; False for any failure (a stuck helper is
-        stopped)."""
+        `blend_path`, with the preview `images` ([(view, path)]) packed beside it (a
+        process reads its first image file slowly: 12-15 ms). True when it did; False for
+        any failure (a stuck helper is stopped)."""
         with self._lock:
             try:
                 self._ensure()
-                self._send({"model": model_path, "format": fmt, "out": blend_path})
+                self._send({"model": model_path, "format": fmt, "out": blend_path,
+                            "images": [list(pair) for pair in images]})
                 answer = self._answer(deadline(model_path))
             except HelperError:
                 return False

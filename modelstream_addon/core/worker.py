@@ -46,9 +46,9 @@ class Settings:
     known_views: dict = field(default_factory=dict)
     # Held by the main thread while it lands a model: workers wait before their next request.
     quiet: pacing.Quiet = field(default_factory=pacing.Quiet)
-    # (model path, format, .blend path) -> True once the import helper wrote the .blend;
-    # None: the main thread imports every model itself.
-    prebuild: Callable[[str, str, str], bool] | None = None
+    # (model path, format, .blend path, [(view, preview path)]) -> True once the import
+    # helper wrote the .blend; None: the main thread imports every model itself.
+    prebuild: Callable[[str, str, str, list], bool] | None = None
 
 
 class Worker:
@@ -174,7 +174,7 @@ class Worker:
             result["images"] = self.download_images(data, task_type)
             if model_tasks.output_kind(task_type) == "model":
                 result["prebuilt"] = self.prebuild(result["output_path"],
-                                                   result["output_format"])
+                                                   result["output_format"], result["images"])
         except BaseException:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when the failed download left it empty
@@ -249,15 +249,15 @@ class Worker:
         return dest, formats.check_model_file(dest, folder=self.settings.download_dir,
                                              task_id=self.task_id)
 
-    def prebuild(self, path, fmt):
+    def prebuild(self, path, fmt, images):
         """model.blend, the model imported by the import helper (`Settings.prebuild`),
-        for the main thread to append; '' without one, or when it failed: the main thread
-        imports the file itself."""
+        its preview `images` with it, for the main thread to append; '' without one, or
+        when it failed: the main thread imports the files itself."""
         if self.settings.prebuild is None:
             return ""
         dest = self.dest("model.blend")
         self.post(message="Preparing the model for the scene")
-        return dest if self.settings.prebuild(path, fmt, dest) else ""
+        return dest if self.settings.prebuild(path, fmt, dest, images) else ""
 
     def download_file(self, data):
         """(path, format) of a conversion: converted.<format> in the job's folder, its
