@@ -313,6 +313,13 @@ def test_the_helper_never_gets_the_key_nor_the_users_folders(addon, monkeypatch)
     assert env["PATH"] == os.environ["PATH"]
 
 
+def test_the_helper_runs_below_blenders_priority(addon, helper):
+    """Background work: on a busy machine the user's Blender wins the cores."""
+    assert helper.start()
+    nice = os.getpriority(os.PRIO_PROCESS, helper._proc.pid)
+    assert nice >= os.getpriority(os.PRIO_PROCESS, 0) + addon.import_helper.NICE, nice
+
+
 def test_the_helper_imports_no_add_on_of_the_users(addon, helper, tmp_path):
     """Its own empty user folders: this add-on, installed for the tests, is not in it."""
     from local_service.models import make_glb

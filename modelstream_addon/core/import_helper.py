@@ -28,6 +28,7 @@ START_LIMIT = 120.0  # seconds for the helper to start (a cold Blender on a slow
 CONVERT_LIMIT = 60.0  # seconds for one model, plus PER_MB for each MB of its file
 PER_MB = 1.0
 IDLE = 600.0  # seconds without a request after which the helper ends (memory back)
+NICE = 10  # the helper's lower CPU priority: Blender's own window always wins a core
 ENV_DROPPED = ("MODELSTREAM_",)  # never handed to the helper: the key, the service
 
 
@@ -50,6 +51,14 @@ def deadline(model_path):
     except OSError:
         size = 0
     return CONVERT_LIMIT + PER_MB * size / 2**20
+
+
+def _lower_priority(pid):
+    """The helper works in the background: on a busy machine it yields the cores (Windows
+    gets BELOW_NORMAL_PRIORITY_CLASS when it starts)."""
+    if hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, NICE)
 
 
 def _read(stream, answers):
@@ -119,10 +128,12 @@ class ImportHelper:
             self._proc = subprocess.Popen(
                 self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=self._env, text=True, encoding="utf-8",
-                errors="replace", bufsize=1)
+                errors="replace", bufsize=1,
+                creationflags=getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0))
         except (OSError, ValueError) as e:
             self._proc = None
             raise HelperError(str(e)) from None
+        _lower_priority(self._proc.pid)
         self._answers = queue.Queue()
         threading.Thread(target=_read, args=(self._proc.stdout, self._answers),
                          name="modelstream-import-helper", daemon=True).start()

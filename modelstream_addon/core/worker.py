@@ -29,6 +29,7 @@ FAILED_STATUSES = {
     "cancelled": "The task was cancelled at the service.",
 }
 EXPIRED_LINK = (403, 404, 410)
+PREPARING = "Preparing the model for the scene"  # the import helper at work: downloaded
 
 
 @dataclass
@@ -256,7 +257,7 @@ class Worker:
         if self.settings.prebuild is None:
             return ""
         dest = self.dest("model.blend")
-        self.post(message="Preparing the model for the scene")
+        self.post(message=PREPARING)
         return dest if self.settings.prebuild(path, fmt, dest, images) else ""
 
     def download_file(self, data):

@@ -18,10 +18,13 @@ would, until every job is in the scene.
 Per job, in unix time: S, when the service turned the task success (its /_local/stats
 `succeeded_at`); P and R, when the worker posted DOWNLOADING (the poll that saw success had
 answered) and READY (files downloaded and checked), stamped as the worker puts them on the
-engine's queue; L, when the object exists (runtime.on_landed, called right after the
-import). The gap is (L - S) - (R - P): everything but the download. Its parts are printed
-too: poll lateness P - S (including that GET), the wait for the timer R -> the timer call
-that landed it, and the landing itself (Engine.tick, the import, the job list). Polls per
+engine's queue; D, when it posted that the import helper took the model (the download
+done; R without the helper); L, when the object exists (runtime.on_landed, called right
+after the import). The gap is (L - S) - (D - P): everything but the download, the import
+helper's work included. Its parts are printed too: poll lateness P - S (including that
+GET), the import helper D -> R, the wait for the timer R -> the timer call that landed it,
+and the landing itself (Engine.tick, the import or append, the job list). The import
+helper is on, as in the GUI (`--no-helper`: off). Polls per
 second per job: the service's GETs of the task (`task_polls`) over its life at the service,
 from its creation (S less the latency) to P.
 In background mode (the bpy module always is) land() pushes no undo step; in the GUI it
@@ -81,6 +84,9 @@ def run(args, workdir):
         bpy.context.preferences.addons[bench_jobs.PACKAGE].preferences.max_concurrent = 10
         runtime = bench_jobs.importlib_module("blender.runtime")
         job_mod = bench_jobs.importlib_module("core.job")
+        worker = bench_jobs.importlib_module("core.worker")
+        runtime._helper_wanted = lambda: args.helper  # the GUI's default: on
+        runtime.apply_preferences()
         eng = runtime.engine()
         posted = {}  # (job id, state) -> unix time the worker posted it
         put = eng._events.put
@@ -89,6 +95,8 @@ def run(args, workdir):
             state = item[1].get("state")
             if state in (job_mod.DOWNLOADING, job_mod.READY):
                 posted[(item[0], state)] = time.time()
+            elif item[1].get("message") == worker.PREPARING:
+                posted[(item[0], worker.PREPARING)] = time.time()
             put(item)
 
         eng._events.put = stamped
@@ -128,10 +136,11 @@ def run(args, workdir):
     for job in jobs:
         s = stats["succeeded_at"][job.task_id]
         p, r = posted[(job.id, job_mod.DOWNLOADING)], posted[(job.id, job_mod.READY)]
+        d = posted.get((job.id, worker.PREPARING), r)
         exists, tick = landed[job.id]
         polls = stats["task_polls"][job.task_id]
-        rows.append({"gap": (exists - s) - (r - p), "late": p - s, "download": r - p,
-                     "wait": tick - r, "land": exists - tick, "polls": polls,
+        rows.append({"gap": (exists - s) - (d - p), "late": p - s, "download": d - p,
+                     "helper": r - d, "wait": tick - r, "land": exists - tick, "polls": polls,
                      "rate": polls / (p - (s - args.latency))})
     print(f"\n== From the service's success to the object in the scene: {args.jobs} jobs, "
           f"latency {args.latency:g} s, one sent every {args.spacing:.2f} s, default poll "
@@ -139,6 +148,7 @@ def run(args, workdir):
     line("gap (success -> scene - download)", [r["gap"] for r in rows], GAP_GOAL)
     print("  its parts:")
     line("  poll lateness (success -> seen)", [r["late"] for r in rows])
+    line("  the import helper", [r["helper"] for r in rows])
     line("  wait for the timer call", [r["wait"] for r in rows])
     line("  landing (tick, import, list)", [r["land"] for r in rows])
     line("download itself (subtracted)", [r["download"] for r in rows])
@@ -161,6 +171,9 @@ def main(argv=None):
     parser.add_argument("--spacing", type=float, default=None,
                         help="seconds between submits (default: latency / 8)")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--no-helper", dest="helper", action="store_false",
+                        help="land each model with Blender's importer on the main thread, as "
+                             "with the import helper turned off")
     args = parser.parse_args(argv)
     if args.spacing is None:
         args.spacing = args.latency / 8
