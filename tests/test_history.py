@@ -69,6 +69,40 @@ def test_resume_after_a_restart_finishes_the_task(service, tmp_path):
     second.shutdown()
 
 
+def test_tasks_resumed_together_poll_first_a_moment_apart(tmp_path):
+    """At enable, eight resumed tasks polling at once took both cores from Blender."""
+    from tests.conftest import start_service
+    from tests.relay import Relay
+
+    with start_service("--latency", "60") as slow:
+        first = make_engine(tmp_path, max_concurrent=4)
+        jobs = [first.submit(client(slow), {**BODY, "prompt": f"crate {n}"}) for n in range(4)]
+        wait_until(lambda: all(first.wait(j.id, timeout=0.05).task_id for j in jobs), 30,
+                   "the tasks were never created")
+        first.shutdown()
+        relay = Relay(slow.url)
+        try:
+            second = make_engine(tmp_path, max_concurrent=4)
+            assert len(second.resume(ModelStreamClient(KEY, relay.url))) == 4
+            ids = {j.task_id for j in jobs}
+
+            def first_polls():
+                found = {}
+                for at, method, path, _ in list(relay.log):
+                    task = path.rsplit("/", 1)[-1]
+                    if method == "GET" and task in ids:
+                        found.setdefault(task, at)
+                return sorted(found.values())
+
+            wait_until(lambda: len(first_polls()) == 4, 30, "not every task was polled")
+            polls = first_polls()
+            second.shutdown()
+        finally:
+            relay.close()
+    gaps = [b - a for a, b in zip(polls, polls[1:])]
+    assert min(gaps) >= 0.8 * engine_mod.RESUME_SPREAD, gaps
+
+
 def test_a_job_lost_before_its_task_id_is_never_resent(tmp_path):
     history.write_atomic(str(tmp_path / "history.json"), [
         {"id": "0123456789ab", "state": "SUBMITTING", "task_id": "", "body": BODY,

@@ -317,7 +317,7 @@ def test_the_helper_runs_below_blenders_priority(addon, helper):
     """Background work: on a busy machine the user's Blender wins the cores."""
     assert helper.start()
     nice = os.getpriority(os.PRIO_PROCESS, helper._proc.pid)
-    assert nice >= os.getpriority(os.PRIO_PROCESS, 0) + addon.import_helper.NICE, nice
+    assert nice >= min(19, os.getpriority(os.PRIO_PROCESS, 0) + addon.import_helper.NICE), nice
 
 
 def test_the_helper_imports_no_add_on_of_the_users(addon, helper, tmp_path):

@@ -47,6 +47,7 @@ from .job import (
 from .tasks import ValidationError
 
 # Updates that only redraw the UI: the history is rewritten for everything else.
+RESUME_SPREAD = 0.1  # seconds between the first polls of tasks resumed together
 VOLATILE = frozenset(("progress", "message", "status", "queuing_num", "running_left_time"))
 
 
@@ -165,12 +166,15 @@ class Engine:
 
     def resume(self, client):
         """Follow again the tasks that were still running when Blender stopped. `client`
-        may be a function of the job, so each polls the service that created it."""
+        may be a function of the job, so each polls the service that created it. Their
+        first polls come RESUME_SPREAD apart: all at once, at enable, they took both cores
+        of a two-core machine from Blender for a frame."""
         resumed = self.unfinished()
-        for job in resumed:
+        for n, job in enumerate(resumed):
             job.message = "Resumed after a restart"
             self._touch(job)
-            self._follow(job, client(job) if callable(client) else client)
+            self._follow(job, client(job) if callable(client) else client,
+                         after=n * RESUME_SPREAD)
         return resumed
 
     def configure(self, *, max_concurrent=None, max_download=None, max_history=None):
@@ -509,9 +513,10 @@ class Engine:
             self._save_if_dirty()
         return True
 
-    def _follow(self, job, client):
+    def _follow(self, job, client, after=0.0):
         task_id, task_type, fetch = job.task_id, job.body.get("type", ""), not job.then
-        self._start(job, client, lambda steps: steps.follow(task_id, task_type, fetch))
+        self._start(job, client,
+                    lambda steps: steps.follow(task_id, task_type, fetch, after=after))
 
     def _start(self, job, client, run):
         cancel = self._cancels[job.id] = threading.Event()

@@ -137,13 +137,14 @@ class Worker:
             self.post(transport=how, message=f"Images sent by {how}")
         return body
 
-    def follow(self, task_id, task_type, fetch=True, created=None):
+    def follow(self, task_id, task_type, fetch=True, created=None, after=0.0):
         """Poll to the end, then download (unless `fetch` is off: a step a chain goes on
         from needs only its task id); an empty `task_type` is read from the task.
-        `created` is when we created it (monotonic), else it is polled at once."""
+        `created` is when we created it (monotonic), else it is polled `after` seconds
+        from now."""
         self.task_id = task_id
         self.post(service=self.client.service.name)
-        data = self.poll(created)
+        data = self.poll(created, after)
         credits = self.client.service.credits(data)
         spent = {} if credits is None else {"credits": credits}
         kind = model_tasks.output_kind(task_type)
@@ -183,13 +184,13 @@ class Worker:
         self.post(state=READY, progress=100, **{"message": "Ready to import", **result},
                   **spent)
 
-    def poll(self, created=None):
+    def poll(self, created=None, after=0.0):
         """The task's data once it succeeded; any other end is a TaskFailedError. Polls
         when polling.Schedule says, from what the service answers."""
         task_id, settings = self.task_id, self.settings
         start = time.monotonic()
         schedule = polling.Schedule(start if created is None else created, created is not None)
-        delay = schedule.first(start, settings.poll_min)
+        delay = schedule.first(start, settings.poll_min) + after
         unknown_since = None
         while True:
             if self.cancel.wait(delay):

@@ -36,16 +36,20 @@ steal): a round that lost some ran slower in everything. Each round, in order:
 - submit: runtime.submit of a prepared text_to_model task (the history full: one old job
   pruned with its files), then 0.3 s of heartbeat; the job is removed untimed;
 - land row: a row of 4 variations sent (untimed) to the fast service, then the heartbeat
-  while they land (each one's import in the timer, one undo step each) and 0.3 s more;
+  while they land (each one's import in the timer, one undo step each) and 0.3 s more.
+  The import helper is on, as in the GUI (`--no-helper`: off): sending the row starts it
+  (each round, since each round enables the add-on anew), and each landing opens the
+  helper's .blend in one timer call and appends it in the next;
 - keep: Keep This One (modelstream.keep_variation) on one of the row, then 0.3 s;
 - save: Save to Library (modelstream.save_to_library) of the kept one, then 0.3 s;
 - load: a .blend file opened (wm.open_mainfile): Blender's own reading is not ours, so the
   gap counted is the add-on's load_post handler's own time, then the heartbeat for 0.5 s
   (the whole open is printed for scale).
-"(landing)": each landing's runtime.land and, inside it, Blender's glTF operator.
+"(landing)": each landing's runtime.land and, inside it, Blender's glTF operator (none with
+the import helper: the landing appends its .blend).
 After the rounds, "(plain)": Blender's glTF operator alone (bpy.ops.import_scene.gltf) on a
-model of the last row, as many times, timed the same way with the same jobs polling: the
-least a landing can cost, since one landing is one such import.
+model of the last row, as many times, timed the same way with the same jobs polling: what
+one landing costs without the import helper.
 """
 
 from __future__ import annotations
