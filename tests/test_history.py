@@ -1,6 +1,7 @@
 """History on disk and the engine's many-jobs behaviour, against the local service
 (no bpy)."""
 
+import itertools
 import json
 import os
 
@@ -99,7 +100,7 @@ def test_tasks_resumed_together_poll_first_a_moment_apart(tmp_path):
             second.shutdown()
         finally:
             relay.close()
-    gaps = [b - a for a, b in zip(polls, polls[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
     assert min(gaps) >= 0.8 * engine_mod.RESUME_SPREAD, gaps
 
 
