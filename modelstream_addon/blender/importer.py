@@ -307,8 +307,8 @@ def _append(opened, before):
         return None
     holder = next((c for c in target.collections if c is not None), None)
     new = list(holder.objects) if holder is not None else []
-    for library in [b for b in bpy.data.libraries if b not in before["libraries"]]:
-        bpy.data.libraries.remove(library)  # the appended data is local: it stays
+    for made in [b for b in bpy.data.libraries if b not in before["libraries"]]:
+        bpy.data.libraries.remove(made)  # the appended data is local: it stays
     if holder is not None:
         bpy.data.collections.remove(holder)
     if not new:
@@ -372,6 +372,7 @@ def import_model(context, path, fmt, *, name, task_id, task_type, prompt, option
 
 
 def _label(image, view, task_id, task_type, keep):
+    """A result image named by task and view; `keep` gives it a fake user."""
     image.name = tasks.safe_name(f"{task_type}_{task_id[:8]}_{view}", 60)
     image["modelstream_task_id"] = task_id
     image["modelstream_view"] = view

@@ -1,8 +1,9 @@
 """The import helper: a second Blender, in the background, that imports each downloaded
 model and writes it into a .blend beside it, so that the user's Blender only appends the
-result. An append is one C call that no other thread interrupts (about 4 ms for a
-1,000-face model, 25 ms for 500,000 faces); the glTF importer is Python on the main thread
-(5-20 ms for the small one, whoever else wants the GIL, and 0.7 s for the large one).
+result. An append is C that no other thread interrupts for the GIL (about 4 ms for a
+1,000-face model, over two timer calls; 0.1 s for 2 M triangles); Blender's glTF importer
+is Python on the main thread (5-20 ms for the small one, whoever else wants the GIL, and
+2.3 s for the large one).
 No bpy here: the Blender side gives the command that starts the helper
 (blender/import_helper_main.py inside that Blender) and appends what it writes.
 
@@ -114,7 +115,8 @@ class ImportHelper:
             return answer.get("ok") is True and os.path.isfile(blend_path)
 
     def close(self):
-        """Stop the helper (at shutdown: never waits for a request in progress)."""
+        """Stop the helper for good: it has a second to end, then is killed; a request in
+        progress answers False."""
         self._closed = True
         self._stop()
 
@@ -125,18 +127,20 @@ class ImportHelper:
             return
         self._stop()
         try:
-            self._proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=self._env, text=True, encoding="utf-8",
                 errors="replace", bufsize=1,
                 creationflags=getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0))
         except (OSError, ValueError) as e:
-            self._proc = None
             raise HelperError(str(e)) from None
-        _lower_priority(self._proc.pid)
-        self._answers = queue.Queue()
-        threading.Thread(target=_read, args=(self._proc.stdout, self._answers),
+        _lower_priority(proc.pid)
+        self._proc, self._answers = proc, queue.Queue()
+        threading.Thread(target=_read, args=(proc.stdout, self._answers),
                          name="modelstream-import-helper", daemon=True).start()
+        if self._closed:  # closed while it started
+            self._stop()
+            raise HelperError("closed")
         if self._answer(START_LIMIT).get("ready") is not True:
             self._stop()
             raise HelperError("did not start")
