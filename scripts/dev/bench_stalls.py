@@ -28,7 +28,9 @@ thread; so is, for the longest gap, the main thread's time on a core and its tim
 for one (Linux's schedstat): the rest of the gap it waited for the GIL. Each round also
 says how much CPU time the host took from this virtual machine meanwhile (/proc/stat's
 steal): a round that lost some ran slower in everything. Each round, in order:
-- enable: register() (the add-on's preferences kept: unregister runs untimed before),
+- enable: register() (the add-on's preferences kept: unregister runs untimed before, then
+  a second's pause: it stops the import helper the previous round started, a Blender
+  whose exit frees hundreds of MB; a session enables the add-on once, at start-up),
   then the heartbeat until the history is in, the list filled and its tasks resumed, and
   0.3 s more;
 - timer: 1 s of heartbeat with 8 jobs polling (every call of runtime._timer is also
@@ -77,6 +79,7 @@ KEY = bench_jobs.KEY
 BEAT = 0.001
 TIMER_EVERY = 0.010
 SETTLE = 0.3
+AFTER_DISABLE = 1.0  # seconds after each round's disable, before its enable is timed
 SCENARIOS = ("enable", "timer", "submit", "land row", "keep", "save", "load")
 
 
@@ -404,6 +407,7 @@ def main(argv=None):
         for n in range(args.rounds):
             steal_start = _steal()
             heart.skip(package.unregister)
+            time.sleep(AFTER_DISABLE)  # the import helper it stopped ends, its memory freed
             scenario("enable", enable)
             runtime.set_poll_floor(args.poll_min)
             assert len(polling()) == args.polling, len(polling())
