@@ -30,6 +30,9 @@ CONVERT_LIMIT = 60.0  # seconds for one model, plus PER_MB for each MB of its fi
 PER_MB = 1.0
 IDLE = 600.0  # seconds without a request after which the helper ends (memory back)
 NICE = 10  # the helper's lower CPU priority: Blender's own window always wins a core
+# Windows: below normal priority (see _lower_priority), and no console window of its own.
+_WINDOWS_FLAGS = (getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)
+                  | getattr(subprocess, "CREATE_NO_WINDOW", 0))
 ENV_DROPPED = ("MODELSTREAM_",)  # never handed to the helper: the key, the service
 
 
@@ -131,7 +134,7 @@ class ImportHelper:
                 self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=self._env, text=True, encoding="utf-8",
                 errors="replace", bufsize=1,
-                creationflags=getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0))
+                creationflags=_WINDOWS_FLAGS)
         except (OSError, ValueError) as e:
             raise HelperError(str(e)) from None
         _lower_priority(proc.pid)
